@@ -1,0 +1,1 @@
+"""Small sub-commands that have no module of their own."""

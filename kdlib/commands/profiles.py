@@ -1,0 +1,34 @@
+"""``kdlib profiles``: print the three profiles as a table (or JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from kdlib.profiles import PROFILE_NAMES, get_profile, parse_overrides, profiles_table
+
+
+def add_profile_args(parser: argparse.ArgumentParser, default: str = "tiny") -> None:
+    """``--profile`` and ``--set KEY=VALUE`` overrides, shared by every sub-command that runs a profile."""
+    parser.add_argument("--profile", choices=PROFILE_NAMES, default=default, help="profile to run (default: %(default)s)")
+    parser.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[],
+                        help="override a profile field, e.g. --set train.kd_steps=10 (repeatable)")
+
+
+def profile_from_args(args: argparse.Namespace):
+    return get_profile(args.profile, parse_overrides(args.overrides))
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("profiles", help="print the tiny / small / paper profiles",
+                       description="Print the three profiles of the study side by side.")
+    p.add_argument("--json", action="store_true", help="print every field of every profile as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.json:
+        print(json.dumps({n: get_profile(n).to_dict() for n in PROFILE_NAMES}, indent=2))
+    else:
+        print(profiles_table())
+    return 0
