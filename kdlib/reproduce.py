@@ -1,0 +1,165 @@
+"""``kdlib reproduce``: execute every notebook of the book with papermill, then build the book.
+
+The notebooks are taken from the book's table of contents (``_toc.yml``), in its order, so a
+new chapter only has to be listed there. Each is executed into a staging copy of the book
+(``<out>/book/``) with the profile's parameters, one at a time; the book is then built from
+the executed copies with ``execute_notebooks: "off"`` and ``-W`` so that a missing glue key
+or a broken reference fails the build. A failing notebook stops the run with its name and
+cell; the executed copy with the traceback is kept beside the others for reading.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from kdlib.cli import UserError
+from kdlib.commands.profiles import add_profile_args, profile_from_args
+from kdlib.paths import REPO_ROOT, resolve_data_root
+
+BOOK_FILES = ("_config.yml", "_toc.yml", "references.bib")
+BOOK_DIRS = ("book",)
+KERNEL_HELP = "register it once with: python -m ipykernel install --user --name kdlib"
+
+
+def toc_entries(toc_path: Path) -> list[str]:
+    """Every ``file`` of ``_toc.yml`` (root first), in reading order, without suffix."""
+    toc = yaml.safe_load(toc_path.read_text())
+    files = [toc["root"]]
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if "file" in node:
+                files.append(node["file"])
+            for key in ("parts", "chapters", "sections"):
+                for child in node.get(key, []):
+                    walk(child)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child)
+
+    walk({k: v for k, v in toc.items() if k != "root"})
+    return files
+
+
+def toc_notebooks(repo: Path = REPO_ROOT) -> list[Path]:
+    """The notebooks of the table of contents, relative to ``repo``, in book order."""
+    return [Path(f + ".ipynb") for f in toc_entries(repo / "_toc.yml") if (repo / (f + ".ipynb")).exists()]
+
+
+def check_kernel(name: str) -> None:
+    from jupyter_client.kernelspec import find_kernel_specs
+
+    if name not in find_kernel_specs():
+        raise UserError(f"the Jupyter kernel {name!r} is not installed; {KERNEL_HELP} "
+                        "(or pass --kernel python3)")
+
+
+@dataclass(frozen=True)
+class NotebookRun:
+    notebook: Path
+    seconds: float
+
+
+def execute(nb: Path, stage: Path, params: dict, kernel: str, timeout: int) -> NotebookRun:
+    """Run one notebook into ``stage/nb``; on failure raise :class:`UserError` naming the cell."""
+    import papermill as pm
+
+    src, dst = REPO_ROOT / nb, stage / nb
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.stem + ".running.ipynb")
+    start = time.perf_counter()
+    try:
+        pm.execute_notebook(str(src), str(tmp), parameters=params, kernel_name=kernel, cwd=str(dst.parent),
+                            progress_bar=False, execution_timeout=timeout)
+    except pm.PapermillExecutionError as err:
+        failed = dst.with_name(dst.stem + ".failed.ipynb")
+        tmp.replace(failed)
+        raise UserError(f"notebook {nb} failed at cell {err.cell_index} (In [{err.exec_count}]): "
+                        f"{err.ename}: {err.evalue}\n  the executed copy with the traceback: {failed}") from None
+    tmp.replace(dst)
+    return NotebookRun(nb, time.perf_counter() - start)
+
+
+def stage_book(stage: Path) -> None:
+    """Copy the book's own files (config, toc, markdown pages) into the staging folder."""
+    stage.mkdir(parents=True, exist_ok=True)
+    for name in BOOK_FILES:
+        if (REPO_ROOT / name).exists():
+            shutil.copy2(REPO_ROOT / name, stage / name)
+    for name in BOOK_DIRS:
+        shutil.copytree(REPO_ROOT / name, stage / name, dirs_exist_ok=True)
+
+
+def build_book(stage: Path) -> Path:
+    """``jupyter-book build -W -n --keep-going``; returns the HTML folder."""
+    exe = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(exe if exe.exists() else "jupyter-book"), "build", str(stage), "-W", "-n", "--keep-going"]
+    log = stage / "build.log"
+    with log.open("w") as fh:
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        tail = "\n".join(log.read_text().splitlines()[-25:])
+        raise UserError(f"the book build failed (exit {proc.returncode}); full log: {log}\n{tail}")
+    return stage / "_build" / "html"
+
+
+def reproduce(profile_name: str, overrides: dict, data_root: str | None, out: Path, seed: int, device: str,
+              kernel: str, timeout: int, build: bool = True, only: list[str] | None = None) -> Path:
+    """Execute the book's notebooks and build it; returns the HTML folder (or the staging folder)."""
+    root = resolve_data_root(data_root)  # fails first, before anything is written
+    check_kernel(kernel)
+    notebooks = toc_notebooks()
+    if only:
+        notebooks = [nb for nb in notebooks if nb.stem in only]
+        if not notebooks:
+            raise UserError(f"--only {only}: no such notebook in _toc.yml")
+    out = out.resolve()
+    stage = out / "book"
+    stage_book(stage)
+    params = {"profile": profile_name, "data_root": str(root), "out_dir": str(out), "seed": seed,
+              "device": device, "progress": False, "overrides": overrides}
+    runs = []
+    for i, nb in enumerate(notebooks, 1):
+        print(f"[{i}/{len(notebooks)}] {nb} ...", end=" ", flush=True)
+        runs.append(execute(nb, stage, params, kernel, timeout))
+        print(f"done in {runs[-1].seconds:.1f} s", flush=True)
+    (out / "timings.json").write_text(json.dumps({str(r.notebook): round(r.seconds, 1) for r in runs}, indent=2))
+    print(f"executed {len(runs)} notebooks in {sum(r.seconds for r in runs):.0f} s")
+    if not build:
+        return stage
+    html = build_book(stage)
+    print(f"book built: {html / 'index.html'}")
+    return html
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("reproduce", help="execute every notebook of the book on a profile and build it",
+                       description="Execute the book's notebooks (in _toc.yml order) with papermill on a "
+                       "profile, then build the book to HTML with jupyter-book (-W).")
+    add_profile_args(p)
+    p.add_argument("--data-root", default=None, help="data folder (default: $KDLIB_DATA or ../shared/data)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/<profile>)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: %(default)s)")
+    p.add_argument("--kernel", default="kdlib", help="Jupyter kernel papermill uses (default: %(default)s)")
+    p.add_argument("--timeout", type=int, default=1800, help="seconds per cell (default: %(default)s)")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="run only these notebooks (stems), skip the build")
+    p.add_argument("--no-build", action="store_true", help="execute the notebooks but do not build the book")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    profile = profile_from_args(args)  # validates the overrides before anything runs
+    out = args.out or REPO_ROOT / "runs" / profile.name
+    reproduce(profile.name, dict(kv.split("=", 1) for kv in args.overrides), args.data_root, out, args.seed,
+              args.device, args.kernel, args.timeout, build=not (args.no_build or args.only), only=args.only)
+    return 0

@@ -1,0 +1,32 @@
+import subprocess
+import sys
+
+import pytest
+
+from kdlib.cli import build_parser, main
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "kdlib.cli", *args], capture_output=True, text=True)
+
+
+def test_help_of_every_subcommand():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert {"profiles", "reproduce"} <= set(sub.choices)
+    for name in sub.choices:
+        with pytest.raises(SystemExit) as exit_:
+            main([name, "--help"])
+        assert exit_.value.code == 0
+
+
+def test_profiles_command_prints_the_table():
+    proc = run_cli("profiles")
+    assert proc.returncode == 0
+    assert "tiny" in proc.stdout and "small" in proc.stdout and "paper" in proc.stdout
+
+
+def test_bad_override_is_one_clear_line():
+    proc = run_cli("reproduce", "--profile", "tiny", "--set", "train.nope=1")
+    assert proc.returncode == 2
+    assert "no field 'train.nope'" in proc.stderr and "Traceback" not in proc.stderr
