@@ -14,6 +14,7 @@ import sys
 COMMANDS = (
     "kdlib.commands.profiles",
     "kdlib.reproduce",
+    "kdlib.evaluate.score",
 )
 
 
