@@ -207,7 +207,7 @@ def _tiny() -> Profile:
         teacher=LLMSpec(None, hidden_size=128, num_layers=4, num_heads=4, intermediate_size=256),
         student=LLMSpec(None, hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128),
         lora=LoRASpec(r=0),
-        data=DataSpec(per_class=10, vqa_per_type=40, captions=60, max_length=96),
+        data=DataSpec(per_class=6, vqa_per_type=20, captions=40, max_length=160),
         train=TrainSpec(sft_steps=60, kd_steps=30, batch_size=8, lr=2e-3, kd_lr=5e-4,
                         max_new_tokens=8, checkpoint_every=0),
         vocab_size=1024,
@@ -224,7 +224,7 @@ def _small() -> Profile:
         student=LLMSpec("HuggingFaceTB/SmolLM2-135M-Instruct",
                         keep_layers=(0, 1, 2, 3, 4, 5, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29)),
         lora=LoRASpec(r=0),
-        data=DataSpec(per_class=40, vqa_per_type=400, captions=600, max_length=128),
+        data=DataSpec(per_class=40, vqa_per_type=400, captions=600, max_length=256),
         train=TrainSpec(sft_steps=300, kd_steps=150, batch_size=8, lr=1e-4, kd_lr=2e-5, max_new_tokens=16),
         budget="<= 2 h on a 2-core CPU, minutes on a GPU",
     )
@@ -271,8 +271,8 @@ def parse_overrides(items: list[str] | None) -> dict[str, str]:
     return out
 
 
-def profiles_table() -> str:
-    """A plain-text table of the three profiles (``kdlib profiles``)."""
+def profile_rows() -> list[tuple[str, ...]]:
+    """The profiles side by side: a header row ``("", tiny, small, paper)``, then one row per property."""
     rows = [("", *PROFILE_NAMES)]
     ps = [get_profile(n) for n in PROFILE_NAMES]
 
@@ -292,6 +292,12 @@ def profiles_table() -> str:
         ("global batch", *[str(p.train.batch_size) for p in ps]),
         ("budget", *[p.budget for p in ps]),
     ]
+    return rows
+
+
+def profiles_table() -> str:
+    """A plain-text table of the three profiles (``kdlib profiles``)."""
+    rows = profile_rows()
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -1,0 +1,126 @@
+"""Figures of the book. Each function returns a matplotlib Figure and draws nothing else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Polygon as MplPolygon  # noqa: E402
+from PIL import Image  # noqa: E402
+
+
+def image_grid(images: Sequence[Path], titles: Sequence[str], cols: int = 7, size: float = 1.6) -> Figure:
+    """Images in a grid, each with its title (e.g. its class)."""
+    rows = -(-len(images) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * size * 1.1), squeeze=False,
+                             layout="constrained")
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, path, title in zip(axes.flat, images, titles):
+        with Image.open(path) as im:
+            ax.imshow(im.convert("RGB"))
+        ax.set_title(title, fontsize=8)
+    return fig
+
+
+def count_bars(counts: Mapping[str, Mapping[str, int]], xlabel: str = "images") -> Figure:
+    """One horizontal bar chart per dataset: ``{dataset: {class: count}}``."""
+    fig, axes = plt.subplots(1, len(counts), figsize=(5 * len(counts), 0.22 * max(map(len, counts.values())) + 1),
+                             squeeze=False, layout="constrained")
+    for ax, (name, per_class) in zip(axes.flat, counts.items()):
+        labels = list(per_class)
+        ax.barh(labels, [per_class[k] for k in labels], color="tab:blue")
+        ax.invert_yaxis()
+        ax.tick_params(axis="y", labelsize=7)
+        ax.set_title(f"{name} ({sum(per_class.values())} {xlabel})")
+        ax.set_xlabel(xlabel)
+    return fig
+
+
+
+TRUTH_COLOUR = "#ffd600"
+"""Ground-truth boxes (yellow)."""
+PREDICTION_COLOUR = "#d500f9"
+"""Predicted boxes (magenta)."""
+
+
+@dataclass(frozen=True)
+class BoxPanel:
+    """One image with its ground-truth and predicted boxes (pixel corners) and each prediction's IoU."""
+
+    image: Path
+    truth: Sequence[Sequence[tuple[float, float]]]
+    predicted: Sequence[Sequence[tuple[float, float]]]
+    ious: Sequence[float]
+    title: str = ""
+
+
+def confusion_panels(matrices: Mapping[str, pd.DataFrame], max_annotated: int = 21, size: float = 5.0) -> Figure:
+    """Row-normalised confusion matrices side by side on one fixed 0-1 colour scale.
+
+    ``matrices``: ``{title: counts}`` with true classes as rows and predicted classes as columns
+    (:func:`kdlib.evaluate.report.confusion_from_answers`). Each row is divided by its sum, so
+    the diagonal holds per-class recall. Cell values are written when a matrix has at most
+    ``max_annotated`` classes; one colour bar serves every panel.
+    """
+    fig, axes = plt.subplots(1, len(matrices), figsize=(size * len(matrices) + 1, size), squeeze=False,
+                             layout="constrained")
+    image = None
+    for i, (ax, (title, counts)) in enumerate(zip(axes.flat, matrices.items())):
+        totals = counts.sum(axis=1)
+        rates = counts.div(totals.where(totals > 0, 1), axis=0).to_numpy(dtype=float)
+        image = ax.imshow(rates, vmin=0.0, vmax=1.0, cmap="Blues")
+        ax.set_xticks(range(rates.shape[1]), [str(c) for c in counts.columns], rotation=90, fontsize=6)
+        ax.set_yticks(range(rates.shape[0]), [str(c) for c in counts.index] if i == 0 else [], fontsize=6)
+        ax.set_xlabel("predicted", fontsize=8)
+        if i == 0:
+            ax.set_ylabel("true", fontsize=8)
+        ax.set_title(title, fontsize=9)
+        if len(counts.index) <= max_annotated:
+            for (r, c), value in np.ndenumerate(rates):
+                if value > 0:
+                    ax.text(c, r, f"{value:.2f}".lstrip("0"), ha="center", va="center", fontsize=4.5,
+                            color="white" if value > 0.6 else "black")
+    fig.colorbar(image, ax=list(axes.flat), shrink=0.7, label="share of the true class")
+    return fig
+
+
+def box_grid(panels: Sequence[Sequence[BoxPanel]], column_titles: Sequence[str] = (), size: float = 2.6) -> Figure:
+    """Rows of images with ground-truth (yellow) and predicted (magenta) rotated boxes.
+
+    Each predicted box is labelled with its IoU against the best-matching ground-truth box; a
+    panel without a parsable prediction says so.
+    """
+    rows, cols = len(panels), max(len(row) for row in panels)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * size * 1.08), squeeze=False,
+                             layout="constrained")
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for r, row in enumerate(panels):
+        for c, panel in enumerate(row):
+            _draw_boxes(axes[r, c], panel)
+    for ax, title in zip(axes[0], column_titles):
+        ax.set_title(f"{title}\n{ax.get_title()}", fontsize=8)
+    return fig
+
+
+def _draw_boxes(ax: plt.Axes, panel: BoxPanel) -> None:
+    with Image.open(panel.image) as im:
+        ax.imshow(im.convert("RGB"))
+    for quad in panel.truth:
+        ax.add_patch(MplPolygon(quad, closed=True, fill=False, edgecolor=TRUTH_COLOUR, linewidth=1.5))
+    for quad, iou in zip(panel.predicted, panel.ious):
+        ax.add_patch(MplPolygon(quad, closed=True, fill=False, edgecolor=PREDICTION_COLOUR, linewidth=1.5))
+        x, y = min(p[0] for p in quad), min(p[1] for p in quad)
+        ax.text(x, y, f"IoU {iou:.2f}", fontsize=6, color="white", va="bottom",
+                bbox={"facecolor": PREDICTION_COLOUR, "edgecolor": "none", "pad": 1})
+    note = "" if panel.predicted else " (no box)"
+    ax.set_title(f"{panel.title}{note}", fontsize=7)
