@@ -78,6 +78,9 @@ def setup(profile: str = "tiny", data_root: str = "", out_dir: str = "", seed: i
           device: str = "auto", progress: bool = True, overrides: Mapping[str, Any] | None = None,
           glue: bool = True) -> RunContext:
     """Resolve a notebook's parameters into a :class:`RunContext` and glue its provenance."""
+    import pandas as pd
+
+    pd.set_option("display.max_colwidth", 200)  # book tables show whole prompts and names
     prof = get_profile(profile, overrides)
     out = Path(out_dir or f"runs/{prof.name}").expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
