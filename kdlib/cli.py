@@ -11,15 +11,16 @@ import argparse
 import importlib
 import sys
 
+from kdlib.errors import UserError
+
 COMMANDS = (
     "kdlib.commands.profiles",
     "kdlib.reproduce",
     "kdlib.evaluate.score",
+    "kdlib.evaluate.runner",
+    "kdlib.train.cli",
+    "kdlib.models.commands",
 )
-
-
-class UserError(Exception):
-    """An error caused by the user's input: printed as one message, no traceback, exit 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from kdlib.cli import UserError
+from kdlib.errors import UserError
 from kdlib.commands.profiles import add_profile_args, profile_from_args
 from kdlib.paths import REPO_ROOT, resolve_data_root
 

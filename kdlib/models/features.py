@@ -1,0 +1,74 @@
+"""One interface for every model: image + text in; logits, hidden states, attentions and z(x) out.
+
+Everything comes from ``LlavaForConditionalGeneration`` itself (no model code is copied):
+
+- ``z(x)`` of Eq. 4, the projector output ``[B, N, D]``: ``model.get_image_features`` (tower ->
+  hidden layer ``vision_feature_layer`` -> CLS dropped -> projector), or, inside a forward, the
+  output's ``image_hidden_states``, which transformers returns flattened as ``[B * N, D]``.
+- per-layer hidden states: ``output_hidden_states=True`` -> ``L + 1`` tensors ``[B, T, D]``
+  (embeddings, then after each decoder layer; ``T`` counts the ``N`` image positions).
+- attention maps (Align-KD uses layer 1): ``output_attentions=True`` -> ``L`` tensors
+  ``[B, H, T, T]`` of post-softmax probabilities. Only the ``eager`` implementation returns
+  them (SDPA returns None): load with ``attn_implementation="eager"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from kdlib.models.lora import unwrap
+
+
+@dataclass
+class MLLMOutput:
+    logits: torch.Tensor  # [B, T, V]
+    projector: torch.Tensor | None  # z(x): [B, N, D], None without pixel_values
+    hidden_states: tuple[torch.Tensor, ...] | None  # L + 1 x [B, T, D]
+    attentions: tuple[torch.Tensor, ...] | None  # L x [B, H, T, T]
+    past_key_values: Any = None
+
+
+def num_image_tokens(model: Any) -> int:
+    """``N`` image tokens per image: ``(image_size / patch_size)^2`` (+1 when CLS is kept)."""
+    config = unwrap(model).config
+    vision = config.vision_config
+    n = (vision.image_size // vision.patch_size) ** 2
+    return n + (config.vision_feature_select_strategy == "full")
+
+
+def projector_features(model: Any, pixel_values: torch.Tensor) -> torch.Tensor:
+    """z(x) of Eq. 4: projector outputs ``[B, N, D]`` for images ``[B, 3, S, S]``."""
+    base = unwrap(model)
+    dtype = base.model.vision_tower.dtype
+    features = base.model.get_image_features(pixel_values=pixel_values.to(dtype)).pooler_output
+    return torch.stack(list(features))
+
+
+def attention_implementation(model: Any) -> str:
+    return str(unwrap(model).model.language_model.config._attn_implementation)
+
+
+def mllm_forward(model: Any, input_ids: torch.Tensor, pixel_values: torch.Tensor | None = None,
+                 attention_mask: torch.Tensor | None = None, *, hidden_states: bool = False,
+                 attentions: bool = False, past_key_values: Any = None, use_cache: bool = False) -> MLLMOutput:
+    """One forward of teacher or student.
+
+    ``input_ids [B, T]`` hold ``N`` copies of the image token per image (``pixel_values
+    [B, 3, S, S]``); later decoding steps pass only the new tokens with ``past_key_values``
+    and no ``pixel_values``.
+    """
+    if attentions and attention_implementation(model) != "eager":
+        raise ValueError(f"attention maps need attn_implementation='eager' (this model uses "
+                         f"{attention_implementation(model)!r}): load_mllm(..., attn_implementation='eager') "
+                         "or model.set_attn_implementation('eager')")
+    out = model(input_ids=input_ids, pixel_values=pixel_values, attention_mask=attention_mask,
+                output_hidden_states=hidden_states, output_attentions=attentions,
+                past_key_values=past_key_values, use_cache=use_cache)
+    projector = None
+    if out.image_hidden_states is not None:
+        projector = out.image_hidden_states.reshape(pixel_values.shape[0], -1, out.image_hidden_states.shape[-1])
+    return MLLMOutput(out.logits, projector, out.hidden_states if hidden_states else None,
+                      out.attentions if attentions else None, out.past_key_values if use_cache else None)
