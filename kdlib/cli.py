@@ -13,30 +13,35 @@ import sys
 
 from kdlib.errors import UserError
 
-COMMANDS = (
-    "kdlib.commands.profiles",
-    "kdlib.reproduce",
-    "kdlib.evaluate.score",
-    "kdlib.evaluate.runner",
-    "kdlib.train.cli",
-    "kdlib.models.commands",
-)
+COMMANDS = {
+    "profiles": "kdlib.commands.profiles",
+    "reproduce": "kdlib.reproduce",
+    "train": "kdlib.train.cli",
+    "evaluate": "kdlib.evaluate.runner",
+    "score": "kdlib.evaluate.score",
+    "efficiency": "kdlib.models.commands",
+    "convert-geochat": "kdlib.models.commands",
+}
+"""Sub-command -> the module that registers it (a module may register several)."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``only``, just that sub-command's module is imported (fast start-up)."""
     parser = argparse.ArgumentParser(
         prog="kdlib",
         description="Knowledge distillation of remote-sensing multimodal LLMs "
         "(GeoChat-13B -> GeoChat-7B): train, evaluate, score and reproduce the book.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
+    modules = [COMMANDS[only]] if only in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    for name in modules:
         importlib.import_module(name).add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except (UserError, FileNotFoundError, ValueError, KeyError) as err:
