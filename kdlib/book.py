@@ -87,7 +87,11 @@ def setup(profile: str = "tiny", data_root: str = "", out_dir: str = "", seed: i
     seed_everything(seed)
     ctx = RunContext(prof, resolve_data_root(data_root or None), out, seed, pick_device(device), progress)
     if glue:
+        from IPython import get_ipython
         from myst_nb import glue as _glue
+
+        if get_ipython() is not None:  # figures glued by the notebook must be stored as PNG
+            get_ipython().run_line_magic("matplotlib", "inline")
 
         for key, value in ctx.provenance().items():
             _glue(f"run_{key}", value, display=False)

@@ -6,21 +6,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Polygon as MplPolygon
+from PIL import Image
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import Polygon as MplPolygon  # noqa: E402
-from PIL import Image  # noqa: E402
+
+def subplots(*args, figsize=None, layout=None, **kwargs):
+    """``plt.subplots`` without pyplot: the inline backend does not also show the figure at the end
+    of a cell (the book shows it once, through glue), and no GUI backend is needed."""
+    fig = Figure(figsize=figsize, layout=layout)
+    return fig, fig.subplots(*args, **kwargs)
 
 
 def image_grid(images: Sequence[Path], titles: Sequence[str], cols: int = 7, size: float = 1.6) -> Figure:
     """Images in a grid, each with its title (e.g. its class)."""
     rows = -(-len(images) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * size * 1.1), squeeze=False,
+    fig, axes = subplots(rows, cols, figsize=(cols * size, rows * size * 1.1), squeeze=False,
                              layout="constrained")
     for ax in axes.flat:
         ax.set_axis_off()
@@ -33,7 +37,7 @@ def image_grid(images: Sequence[Path], titles: Sequence[str], cols: int = 7, siz
 
 def count_bars(counts: Mapping[str, Mapping[str, int]], xlabel: str = "images") -> Figure:
     """One horizontal bar chart per dataset: ``{dataset: {class: count}}``."""
-    fig, axes = plt.subplots(1, len(counts), figsize=(5 * len(counts), 0.22 * max(map(len, counts.values())) + 1),
+    fig, axes = subplots(1, len(counts), figsize=(5 * len(counts), 0.22 * max(map(len, counts.values())) + 1),
                              squeeze=False, layout="constrained")
     for ax, (name, per_class) in zip(axes.flat, counts.items()):
         labels = list(per_class)
@@ -71,7 +75,7 @@ def confusion_panels(matrices: Mapping[str, pd.DataFrame], max_annotated: int = 
     the diagonal holds per-class recall. Cell values are written when a matrix has at most
     ``max_annotated`` classes; one colour bar serves every panel.
     """
-    fig, axes = plt.subplots(1, len(matrices), figsize=(size * len(matrices) + 1, size), squeeze=False,
+    fig, axes = subplots(1, len(matrices), figsize=(size * len(matrices) + 1, size), squeeze=False,
                              layout="constrained")
     image = None
     for i, (ax, (title, counts)) in enumerate(zip(axes.flat, matrices.items())):
@@ -100,7 +104,7 @@ def box_grid(panels: Sequence[Sequence[BoxPanel]], column_titles: Sequence[str] 
     panel without a parsable prediction says so.
     """
     rows, cols = len(panels), max(len(row) for row in panels)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * size * 1.08), squeeze=False,
+    fig, axes = subplots(rows, cols, figsize=(cols * size, rows * size * 1.08), squeeze=False,
                              layout="constrained")
     for ax in axes.flat:
         ax.set_axis_off()
@@ -112,7 +116,7 @@ def box_grid(panels: Sequence[Sequence[BoxPanel]], column_titles: Sequence[str] 
     return fig
 
 
-def _draw_boxes(ax: plt.Axes, panel: BoxPanel) -> None:
+def _draw_boxes(ax: Axes, panel: BoxPanel) -> None:
     with Image.open(panel.image) as im:
         ax.imshow(im.convert("RGB"))
     for quad in panel.truth:
@@ -124,3 +128,79 @@ def _draw_boxes(ax: plt.Axes, panel: BoxPanel) -> None:
                 bbox={"facecolor": PREDICTION_COLOUR, "edgecolor": "none", "pad": 1})
     note = "" if panel.predicted else " (no box)"
     ax.set_title(f"{panel.title}{note}", fontsize=7)
+
+
+LAYER_PANELS = (("adjacent_cosine", "(a) adjacent layers: cosine", "layer"),
+                ("vision_text_cosine", "(b) vision vs text: cosine", "hidden state (0 = embeddings)"),
+                ("vision_text_distance", "(c) vision vs text: normalised distance", "hidden state (0 = embeddings)"))
+"""Align-KD Fig. 2 panels: measure, title, x label."""
+
+
+def layer_similarity_panels(frame: pd.DataFrame, labels: Mapping[str, str] | None = None) -> Figure:
+    """Align-KD Fig. 2 (a-c): one panel per measure, one line per model.
+
+    ``frame``: :func:`kdlib.analysis.layers.profile_frame` (``model, measure, index, depth, value``).
+    Panel (a) puts layer ``l`` (1-based) at ``x = l``; (b) and (c) put hidden state ``l`` at ``x = l``
+    (0 = the input embeddings), so models of different depth share one axis.
+    """
+    labels = labels or {}
+    fig, axes = subplots(1, len(LAYER_PANELS), figsize=(13, 3.6), layout="constrained")
+    for ax, (measure, title, xlabel) in zip(axes, LAYER_PANELS):
+        part = frame[frame["measure"] == measure]
+        for model, rows in part.groupby("model", sort=False):
+            x = rows["index"] + (1 if measure == "adjacent_cosine" else 0)
+            ax.plot(x, rows["value"], marker="o", label=labels.get(model, model))
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return fig
+
+
+def accuracy_vs_tokens(frame: pd.DataFrame, metric: str = "OA", total: int | None = None,
+                       chance: Mapping[str, float] | None = None) -> Figure:
+    """Accuracy against visual tokens kept (log2 axis), one line per task.
+
+    ``frame``: rows with ``keep``, ``task`` and ``metric`` (:func:`kdlib.analysis.pruning_eval.pruning_sweep`);
+    ``total``: the unpruned token count (a dotted vertical line); ``chance``: ``{task: accuracy}``
+    drawn as dashed horizontal lines in the task's colour.
+    """
+    fig, ax = subplots(figsize=(6, 3.8), layout="constrained")
+    for task, rows in frame.groupby("task", sort=False):
+        rows = rows.sort_values("keep")
+        (line,) = ax.plot(rows["keep"], rows[metric], marker="o", label=task)
+        if chance and task in chance:
+            ax.axhline(chance[task], color=line.get_color(), linestyle="--", linewidth=0.8,
+                       label=f"{task}: chance")
+    if total:
+        ax.axvline(total, color="grey", linestyle=":", linewidth=0.8)
+    ax.set_xscale("log", base=2)
+    ticks = sorted(frame["keep"].unique())
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.set_xlabel("visual tokens kept per image")
+    ax.set_ylabel(f"{metric} (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def ratio_bars(ratios: Mapping[str, Mapping[str, float]]) -> Figure:
+    """Grouped horizontal bars of student / teacher ratios: ``{series: {quantity: ratio}}``.
+
+    A line at 1 marks parity; a missing quantity of a series is left blank.
+    """
+    quantities = list(dict.fromkeys(q for series in ratios.values() for q in series))
+    fig, ax = subplots(figsize=(7, 0.5 * len(quantities) * max(1, len(ratios)) / 1.5 + 1.2),
+                           layout="constrained")
+    height = 0.8 / max(1, len(ratios))
+    y = np.arange(len(quantities))
+    for i, (series, values) in enumerate(ratios.items()):
+        ax.barh(y + i * height, [values.get(q, np.nan) for q in quantities], height=height, label=series)
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_yticks(y + height * (len(ratios) - 1) / 2, quantities)
+    ax.invert_yaxis()
+    ax.set_xlabel("student / teacher")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig

@@ -77,6 +77,7 @@ def check_page(html: Path) -> list[str]:
     parser.feed(text)
     problems = [f"error output ({c})" for c in parser.errors]
     problems += ["traceback text" for _ in re.findall(r"Traceback \(most recent call last\)", text)]
+    problems += ["figure shown as text" for _ in re.findall(r"&lt;Figure size", text)]
     for src in parser.images:
         if not src.startswith(("data:", "http")) and not (html.parent / src.split("#")[0]).exists():
             problems.append(f"missing figure {src}")
