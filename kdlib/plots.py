@@ -76,7 +76,7 @@ def confusion_panels(matrices: Mapping[str, pd.DataFrame], max_annotated: int = 
     ``max_annotated`` classes; one colour bar serves every panel.
     """
     fig, axes = subplots(1, len(matrices), figsize=(size * len(matrices) + 1, size), squeeze=False,
-                             layout="constrained")
+                         layout="constrained")
     image = None
     for i, (ax, (title, counts)) in enumerate(zip(axes.flat, matrices.items())):
         totals = counts.sum(axis=1)
@@ -105,7 +105,7 @@ def box_grid(panels: Sequence[Sequence[BoxPanel]], column_titles: Sequence[str] 
     """
     rows, cols = len(panels), max(len(row) for row in panels)
     fig, axes = subplots(rows, cols, figsize=(cols * size, rows * size * 1.08), squeeze=False,
-                             layout="constrained")
+                         layout="constrained")
     for ax in axes.flat:
         ax.set_axis_off()
     for r, row in enumerate(panels):
@@ -158,30 +158,33 @@ def layer_similarity_panels(frame: pd.DataFrame, labels: Mapping[str, str] | Non
     return fig
 
 
-def accuracy_vs_tokens(frame: pd.DataFrame, metric: str = "OA", total: int | None = None,
-                       chance: Mapping[str, float] | None = None) -> Figure:
-    """Accuracy against visual tokens kept (log2 axis), one line per task.
+def metrics_vs_tokens(frame: pd.DataFrame, metrics: Mapping[str, str], total: int | None = None,
+                      reference: Mapping[str, Mapping[str, float]] | None = None) -> Figure:
+    """One panel per metric against the visual tokens kept (log2 axis), one line per task.
 
-    ``frame``: rows with ``keep``, ``task`` and ``metric`` (:func:`kdlib.analysis.pruning_eval.pruning_sweep`);
-    ``total``: the unpruned token count (a dotted vertical line); ``chance``: ``{task: accuracy}``
-    drawn as dashed horizontal lines in the task's colour.
+    ``frame``: rows with ``keep``, ``task`` and each metric column
+    (:func:`kdlib.analysis.pruning_eval.pruning_sweep`); ``metrics``: ``{column: axis label}``;
+    ``total``: the unpruned token count (dotted vertical line); ``reference``: ``{column: {task:
+    value}}`` drawn as dashed horizontal lines in the task's colour (e.g. chance accuracy).
     """
-    fig, ax = subplots(figsize=(6, 3.8), layout="constrained")
-    for task, rows in frame.groupby("task", sort=False):
-        rows = rows.sort_values("keep")
-        (line,) = ax.plot(rows["keep"], rows[metric], marker="o", label=task)
-        if chance and task in chance:
-            ax.axhline(chance[task], color=line.get_color(), linestyle="--", linewidth=0.8,
-                       label=f"{task}: chance")
-    if total:
-        ax.axvline(total, color="grey", linestyle=":", linewidth=0.8)
-    ax.set_xscale("log", base=2)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.8), squeeze=False,
+                             layout="constrained")
     ticks = sorted(frame["keep"].unique())
-    ax.set_xticks(ticks, [str(t) for t in ticks])
-    ax.set_xlabel("visual tokens kept per image")
-    ax.set_ylabel(f"{metric} (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    for ax, (column, label) in zip(axes.flat, metrics.items()):
+        for task, rows in frame.groupby("task", sort=False):
+            rows = rows.sort_values("keep")
+            (line,) = ax.plot(rows["keep"], rows[column], marker="o", label=task)
+            value = (reference or {}).get(column, {}).get(task)
+            if value is not None:
+                ax.axhline(value, color=line.get_color(), linestyle="--", linewidth=0.8, label=f"{task}: chance")
+        if total:
+            ax.axvline(total, color="grey", linestyle=":", linewidth=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.set_xlabel("visual tokens kept per image")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=8)
     return fig
 
 

@@ -1,0 +1,105 @@
+"""Batched greedy generation of a kdlib model on :class:`~kdlib.data.records.Record` s.
+
+GeoChat's eval scripts (``geochat/eval/batch_geochat_*.py``) decode greedily
+(``do_sample=False``, ``num_beams=1``) from the prompt ``{SYSTEM} USER: <image>\\n{query}
+ASSISTANT:``, ``max_new_tokens=256``. kdlib does the same with the generate-mode
+:class:`~kdlib.data.collate.Collator` (left padding *with* an attention mask, which GeoChat's
+batched script lacks, so batches give the answers of one-by-one decoding):
+
+    y_t = argmax_v  log p(v | y_<t, x),   t = 1 .. T,  stop at </s> or T = max_new_tokens
+
+An answer is the generated ids after the prompt, cut at the first ``</s>``, decoded without
+special tokens and stripped of surrounding white space.
+
+The budget ``T`` per task is :func:`answer_budget`: twice the longest reference answer (in the
+model's own tokens) plus 8, at most GeoChat's 256. A greedy answer ends at ``</s>``, so the cap
+only shortens answers that already run past twice the longest reference (wrong for exact-match
+tasks); it keeps random ``tiny`` models, which rarely stop, cheap. Pass ``max_new_tokens=256``
+for GeoChat's protocol exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+from transformers import GenerationConfig
+
+from kdlib.data.collate import Collator
+from kdlib.data.records import Record
+from kdlib.models.features import num_image_tokens
+from kdlib.models.io import LoadedMLLM
+
+GEOCHAT_MAX_NEW_TOKENS = 256
+"""``max_new_tokens`` of every GeoChat eval script."""
+PROMPT_MAX_LENGTH = 2048
+"""Text tokens a prompt may have (GeoChat's ``model_max_length``); prompts are never cut."""
+
+
+def answer_budget(references: Sequence[str], tokenizer: Any, cap: int = GEOCHAT_MAX_NEW_TOKENS) -> int:
+    """``min(cap, 2 L + 8)`` with ``L`` the longest reference answer in ``tokenizer``'s tokens (+ eos)."""
+    if not references:
+        raise ValueError("answer_budget needs at least one reference answer")
+    longest = max(len(tokenizer(f" {text}", add_special_tokens=False)["input_ids"]) + 1 for text in references)
+    return min(cap, 2 * longest + 8)
+
+
+def greedy_config(tokenizer: Any, max_new_tokens: int) -> GenerationConfig:
+    """Greedy decoding that stops at the tokenizer's eos and pads with its pad token."""
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    return GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                            bos_token_id=tokenizer.bos_token_id)
+
+
+def decode_answers(tokenizer: Any, new_tokens: torch.Tensor) -> list[str]:
+    """Answers from generated ids ``[B, T]`` (prompt removed): cut at the first eos, special
+    tokens dropped, white space stripped."""
+    answers = []
+    for row in new_tokens.tolist():
+        if tokenizer.eos_token_id in row:
+            row = row[: row.index(tokenizer.eos_token_id)]
+        answers.append(tokenizer.decode(row, skip_special_tokens=True).strip())
+    return answers
+
+
+def generation_collator(mllm: LoadedMLLM) -> Collator:
+    """The generate-mode collator (left padding, attention mask) for ``mllm``'s image tokens."""
+    return Collator(mllm.tokenizer, mllm.image_processor, num_image_tokens(mllm.model), PROMPT_MAX_LENGTH,
+                    mode="generate")
+
+
+@torch.inference_mode()
+def generate_batch(model: Any, tokenizer: Any, batch: dict[str, torch.Tensor], config: GenerationConfig) -> list[str]:
+    """Greedy answers of one collated batch (``input_ids``, ``attention_mask`` ``[B, P]``,
+    ``pixel_values`` ``[B, 3, S, S]``), run on the model's device and dtype."""
+    batch = {k: v.to(model.device) for k, v in batch.items()}
+    batch["pixel_values"] = batch["pixel_values"].to(model.dtype)
+    out = model.generate(**batch, generation_config=config)
+    return decode_answers(tokenizer, out[:, batch["input_ids"].shape[1]:])
+
+
+def generate_answers(mllm: LoadedMLLM, records: Sequence[Record], max_new_tokens: int, batch_size: int = 8,
+                     progress: bool = True, desc: str = "generate") -> list[str]:
+    """Greedy answers to ``records`` (in their order), ``batch_size`` prompts at a time.
+
+    Prompts are batched by length (longest first) so little padding is computed; the answers
+    come back in the input order. The model is put in eval mode.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    mllm.model.eval()
+    config = greedy_config(mllm.tokenizer, max_new_tokens)
+    collate = generation_collator(mllm)
+    order = sorted(range(len(records)), key=lambda i: -len(records[i].question))
+    answers: list[str] = [""] * len(records)
+    starts = range(0, len(order), batch_size)
+    for start in tqdm(starts, desc=desc, disable=not progress, unit="batch"):
+        chosen = order[start:start + batch_size]
+        batch = collate([records[i] for i in chosen])
+        for i, answer in zip(chosen, generate_batch(mllm.model, mllm.tokenizer, batch, config)):
+            answers[i] = answer
+    return answers

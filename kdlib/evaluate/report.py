@@ -1,0 +1,229 @@
+"""Tables and figure inputs for the evaluation chapters, built from the results on disk.
+
+The three models stand in for the paper's rows (:data:`PAPER_ROWS`): the SFT teacher for
+GeoChat-13B, the SFT student for GeoChat-7B and the distilled student for "Ours (GeoChat-7B
+distilled)"; the real GeoChat-7B answers (``geochat_7b_real``) for GeoChat-7B as well. Every
+comparison table puts the paper's number in a column ending in ``(paper)`` beside kdlib's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from kdlib.evaluate.paper import paper_value
+from kdlib.evaluate.runner import REAL_GEOCHAT, read_result
+from kdlib.plots import BoxPanel
+
+if TYPE_CHECKING:
+    from kdlib.book import RunContext
+
+PAPER_ROWS = {"teacher": "GeoChat-13B", "student_sft": "GeoChat-7B", "student_kd": "Ours (GeoChat-7B distilled)",
+              REAL_GEOCHAT: "GeoChat-7B"}
+"""kdlib model -> the paper's row it is compared with."""
+MODEL_LABELS = {"student_sft": "student, SFT", "teacher": "teacher, SFT", "student_kd": "student, distilled",
+                REAL_GEOCHAT: "GeoChat-7B (real answers)"}
+HEADLINE = {"scene_ucmerced": "OA", "scene_aid": "OA", "vqa_lr": "mOA", "vqa_hr": "mOA",
+            "referring": "acc@0.5", "region_caption": "ROUGE-L"}
+"""The one number per task of :func:`headline_table`."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """A metric of one task (``key`` into its result) and, when the paper prints it, where."""
+
+    label: str
+    task: str
+    key: str
+    paper: tuple[int, str, str] | None = None  # (table, metric, dataset) of kdlib.evaluate.paper
+
+
+SCENE_COLUMNS = (
+    Column("UCMerced OA", "scene_ucmerced", "OA", (3, "OA", "UCMerced")),
+    Column("UCMerced AA", "scene_ucmerced", "AA", (4, "AA", "UCMerced")),
+    Column("AID OA", "scene_aid", "OA", (3, "OA", "AID")),
+    Column("AID AA", "scene_aid", "AA", (4, "AA", "AID")),
+)
+
+
+def _vqa_columns(task: str, short: str, dataset: str, types: tuple[str, ...]) -> tuple[Column, ...]:
+    core = ("presence", "comparison", "rural_urban")
+    per_type = (Column(f"{short} {t.replace('_', '/')}", task, t,
+                       (5, t.replace("_", "/"), dataset) if t in core else None) for t in types)
+    return (*per_type, Column(f"{short} mOA (question-weighted)", task, "mOA", (5, "mOA", dataset)),
+            Column(f"{short} mean of type accuracies", task, "mOA_mean_of_types"))
+
+
+VQA_COLUMNS = (*_vqa_columns("vqa_lr", "LR", "RSVQA-LRBEN", ("presence", "comparison", "rural_urban", "count")),
+               *_vqa_columns("vqa_hr", "HR", "RSVQA-HRBEN", ("presence", "comparison", "count", "area")))
+"""Per-type accuracy (count and area outside mOA, no paper number) and both mOA forms."""
+GROUNDING_COLUMNS = (
+    Column("acc@0.5", "referring", "acc@0.5", (6, "acc@0.5", "grounding")),
+    Column("acc@0.25", "referring", "acc@0.25", (6, "acc@0.25", "grounding")),
+)
+CAPTION_COLUMNS = tuple(Column(m, "region_caption", m, (7, m, "region captioning"))
+                        for m in ("ROUGE-1", "ROUGE-L", "METEOR"))
+
+
+def load_results(ctx: RunContext, models: Sequence[str], tasks: Sequence[str],
+                 producer: str = "scene_classification") -> dict[str, dict[str, dict[str, Any]]]:
+    """``{model: {task: result}}`` read from ``<out_dir>/results`` (error naming ``producer``)."""
+    return {m: {t: read_result(ctx, m, t, producer) for t in tasks} for m in models}
+
+
+def _paper(model: str, where: tuple[int, str, str]) -> float:
+    if model not in PAPER_ROWS:
+        return math.nan
+    try:
+        return paper_value(*where, PAPER_ROWS[model])
+    except KeyError:
+        return math.nan
+
+
+def comparison_table(results: Mapping[str, Mapping[str, Mapping[str, Any]]], columns: Sequence[Column]) -> pd.DataFrame:
+    """One row per model (its label), kdlib's metric per column and the paper's in ``"<label> (paper)"``.
+
+    A task a model was not scored on, or a number the paper does not print, is NaN.
+    """
+    rows = {}
+    for model, per_task in results.items():
+        row: dict[str, float] = {}
+        for column in columns:
+            value = per_task.get(column.task, {}).get(column.key)
+            row[column.label] = math.nan if value is None else float(value)
+            if column.paper is not None:
+                row[f"{column.label} (paper)"] = _paper(model, column.paper)
+        rows[MODEL_LABELS.get(model, model)] = row
+    return pd.DataFrame.from_dict(rows, orient="index").round(2)
+
+
+def headline_table(results: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> pd.DataFrame:
+    """Models x tasks, one number each (:data:`HEADLINE`), in percent."""
+    columns = [Column(f"{task} {HEADLINE[task]}", task, HEADLINE[task])
+               for task in dict.fromkeys(t for per_task in results.values() for t in per_task)]
+    return comparison_table(results, columns)
+
+
+def group_table(result: Mapping[str, Any]) -> pd.DataFrame:
+    """A referring result per ``type`` and ``size_group`` (and all): n, boxes, acc@0.5, acc@0.25."""
+    groups = {"all": result, **{f"type {k}": v for k, v in result["per_type"].items()},
+              **{f"size {k}": v for k, v in result["per_size_group"].items()}}
+    keys = ("n", "n_boxes", "acc@0.5", "acc@0.25")
+    rows = {name: {k: g[k] for k in keys} for name, g in groups.items()}
+    return pd.DataFrame.from_dict(rows, orient="index").round(2)
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of an answer file (validated files only: written or scored before)."""
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def answer_examples(paths: Mapping[str, Path], n: int = 5, key: str = "question_id") -> pd.DataFrame:
+    """The first ``n`` items of the first file with the reference and every model's answer.
+
+    Files are joined on ``key``; a model without that item shows NaN.
+    """
+    tables = {label: {row[key]: row for row in read_lines(path)} for label, path in paths.items()}
+    first = next(iter(tables.values()))
+    rows = []
+    for item in list(first)[:n]:
+        row = {"question": first[item].get("question", ""), "reference": first[item]["ground_truth"]}
+        row.update({label: table[item]["answer"] if item in table else math.nan for label, table in tables.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def confusion_from_answers(path: str | Path) -> pd.DataFrame:
+    """Confusion counts of a scene answer file, labelled with the class names the file writes.
+
+    Rows are the true classes, columns the classes plus ``<other>`` (answers naming no class);
+    see :func:`kdlib.evaluate.scene.scene_confusion`.
+    """
+    from kdlib.data.geochat_bench import read_answers
+    from kdlib.evaluate.scene import normalize_label, scene_confusion, scene_labels
+
+    records = read_answers(path, "classification").records
+    classes, y_true, y_pred = scene_labels(records)
+    names = {normalize_label(r.ground_truth): r.ground_truth for r in records}
+    return scene_confusion(y_true, y_pred, classes).rename(index=names, columns=names)
+
+
+def row_normalised(confusion: pd.DataFrame) -> pd.DataFrame:
+    """``C[i, j] / sum_j C[i, j]`` (recall per true class; rows without samples stay 0)."""
+    totals = confusion.sum(axis=1)
+    return confusion.div(totals.where(totals > 0, 1), axis=0)
+
+
+def most_confused(confusion: pd.DataFrame, k: int = 3) -> list[tuple[str, str, float, int]]:
+    """The ``k`` largest off-diagonal cells between two classes as ``(true, predicted, share of the
+    true class, count)``, by share then count (answers naming no class are :func:`no_class_share`)."""
+    from kdlib.evaluate.scene import OTHER
+
+    rates = row_normalised(confusion)
+    cells = [(true, pred, float(rates.at[true, pred]), int(confusion.at[true, pred]))
+             for true in confusion.index for pred in confusion.columns
+             if pred not in (true, OTHER) and confusion.at[true, pred] > 0]
+    return sorted(cells, key=lambda c: (-c[2], -c[3], c[0], c[1]))[:k]
+
+
+def no_class_share(confusion: pd.DataFrame) -> float:
+    """Percent of all answers that name no class (the ``<other>`` column)."""
+    from kdlib.evaluate.scene import OTHER
+
+    total = confusion.to_numpy().sum()
+    return 100.0 * float(confusion[OTHER].sum()) / float(total) if total else 0.0
+
+
+def confused_text(pairs: Sequence[tuple[str, str, float, int]]) -> str:
+    """``"dense residential taken for medium residential (40 % of its images, 4); ..."``, or a
+    sentence saying that no class was taken for another."""
+    if not pairs:
+        return "no class was taken for another"
+    return "; ".join(f"{true} taken for {pred} ({100 * share:.0f} % of its images, {count})"
+                     for true, pred, share, count in pairs)
+
+
+def box_panels(path: str | Path, image_dir: str | Path, question_ids: Sequence[str]) -> list[BoxPanel]:
+    """Ground-truth and predicted boxes (pixel corners) of the given referring answers, with the IoU
+    of each prediction against its best ground-truth box; images from ``image_dir/<image_id>.png``."""
+    from kdlib.boxes import box_polygon, parse_geochat_boxes, quad_polygon, rotated_iou
+    from kdlib.data.geochat_bench import read_answers
+    from kdlib.evaluate.grounding import image_sizes_from_dir
+
+    by_id = {r.question_id: r for r in read_answers(path, "referring").records}
+    missing = [q for q in question_ids if q not in by_id]
+    if missing:
+        raise KeyError(f"{path}: no answer for question {missing[0]!r}")
+    chosen = [by_id[q] for q in question_ids]
+    sizes = image_sizes_from_dir(image_dir, [r.image_id for r in chosen])
+    panels = []
+    for record in chosen:
+        truth = [quad_polygon(q) for q in record.ground_truth]
+        predicted = [box_polygon(b, *sizes[record.image_id]) for b in parse_geochat_boxes(record.answer)]
+        ious = [max(rotated_iou(p, t) for t in truth) for p in predicted]
+        panels.append(BoxPanel(Path(image_dir) / f"{record.image_id}.png", [_corners(t) for t in truth],
+                               [_corners(p) for p in predicted], ious, record.question))
+    return panels
+
+
+def _corners(polygon: Any) -> list[tuple[float, float]]:
+    return [(float(x), float(y)) for x, y in list(polygon.exterior.coords)[:-1]]
+
+
+def kd_verdict(results: Mapping[str, Mapping[str, Mapping[str, Any]]], task: str, key: str) -> str:
+    """A sentence placing the distilled student's ``key`` on ``task`` against the SFT student's and
+    the teacher's, e.g. ``"the distilled student's OA (12.50 %) is above the SFT student's
+    (8.33 %) and below the teacher's (16.67 %)"``."""
+    kd, sft, teacher = (float(results[m][task][key]) for m in ("student_kd", "student_sft", "teacher"))
+
+    def relation(a: float, b: float) -> str:
+        return "above" if a > b + 1e-9 else "below" if a < b - 1e-9 else "level with"
+
+    return (f"the distilled student's {key} ({kd:.2f} %) is {relation(kd, sft)} the SFT student's ({sft:.2f} %) "
+            f"and {relation(kd, teacher)} the teacher's ({teacher:.2f} %)")

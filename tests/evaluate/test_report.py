@@ -1,0 +1,52 @@
+"""Tables for the evaluation chapters (kdlib.evaluate.report)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from kdlib.evaluate.paper import paper_value
+from kdlib.evaluate.report import (SCENE_COLUMNS, VQA_COLUMNS, comparison_table, kd_verdict, most_confused,
+                                   no_class_share, row_normalised)
+from kdlib.evaluate.scene import OTHER
+
+
+def confusion() -> pd.DataFrame:
+    classes = ["beach", "forest", "river"]
+    counts = [[8, 2, 0, 0], [0, 5, 1, 4], [0, 0, 0, 0]]
+    return pd.DataFrame(counts, index=classes, columns=[*classes, OTHER])
+
+
+def test_row_normalised_rows_sum_to_one_or_zero() -> None:
+    rates = row_normalised(confusion())
+    assert rates.sum(axis=1).tolist() == [1.0, 1.0, 0.0]
+    assert rates.at["forest", "river"] == 0.1
+
+
+def test_most_confused_pairs_leave_other_apart() -> None:
+    assert most_confused(confusion(), k=5) == [("beach", "forest", 0.2, 2), ("forest", "river", 0.1, 1)]
+    assert no_class_share(confusion()) == 20.0
+
+
+def test_comparison_table_puts_the_paper_beside_ours() -> None:
+    results = {"student_kd": {"scene_ucmerced": {"OA": 50.0, "AA": 40.0}}, "custom": {"scene_aid": {"OA": 1.0}}}
+    table = comparison_table(results, SCENE_COLUMNS)
+    row = table.loc["student, distilled"]
+    assert row["UCMerced OA"] == 50.0
+    assert row["UCMerced OA (paper)"] == paper_value(3, "OA", "UCMerced", "Ours (GeoChat-7B distilled)")
+    assert math.isnan(row["AID OA"])
+    assert math.isnan(table.loc["custom", "AID OA (paper)"]) and table.loc["custom", "AID OA"] == 1.0
+
+
+def test_vqa_columns_have_paper_numbers_only_for_printed_types() -> None:
+    printed = {c.label for c in VQA_COLUMNS if c.paper is not None}
+    assert "LR rural/urban" in printed and "LR mOA (question-weighted)" in printed
+    assert not {"LR count", "HR area", "HR count", "LR mean of type accuracies"} & printed
+
+
+def test_kd_verdict_places_the_distilled_student() -> None:
+    results = {m: {"vqa_lr": {"mOA": v}} for m, v in (("student_kd", 60.0), ("student_sft", 50.0),
+                                                      ("teacher", 60.0))}
+    assert kd_verdict(results, "vqa_lr", "mOA") == ("the distilled student's mOA (60.00 %) is above the SFT "
+                                                    "student's (50.00 %) and level with the teacher's (60.00 %)")
