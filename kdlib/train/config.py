@@ -1,0 +1,141 @@
+"""One validated configuration for every training run: SFT and the distillation methods.
+
+:meth:`TrainConfig.from_profile` reads the numbers from a :class:`~kdlib.profiles.Profile`
+(steps, batch, learning rates, sampling) and the method's terms from its name and ablations:
+
+=============  =========================================================================
+``sft``        cross-entropy on the ground-truth responses (teacher SFT, student baseline)
+``paper``      core paper Eq. 10 / Table 1: projector MSE (Eq. 4-5) + single-step reverse KL
+               + length-normalised long-term PPO term on teacher-mixed samples (Eq. 8-9,
+               MiniLLM code form) + LM loss on ``D_PT`` (Eq. 7)
+``forward_kl`` token-level ``KL(p || q)`` on ground-truth responses (no sampling)
+``reverse_kl`` token-level ``KL(q || p)`` on ground-truth responses (no sampling)
+``align_kd``   Align-KD: CE + logit KD + visual-token enhanced projector MSE + first-layer
+               text-to-vision attention MSE
+``switch_kd``  Switch-KD: CE + DBiLD on the teacher and on the visual switch
+=============  =========================================================================
+
+``--ablate`` removes terms of ``paper``: ``align``, ``single``, ``long``, ``lm``,
+``teacher_mix`` (sample from the student alone, ``alpha = 0``) and ``length_norm``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from kdlib.losses.minillm import MiniLLMConfig
+from kdlib.profiles import Profile
+
+METHODS = ("sft", "paper", "forward_kl", "reverse_kl", "align_kd", "switch_kd")
+ABLATIONS = ("align", "single", "long", "lm", "teacher_mix", "length_norm")
+ROLES = ("teacher", "student")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs besides the models and the data (validated on construction)."""
+
+    method: str
+    steps: int  # optimiser updates
+    batch_size: int  # global batch (all devices, all micro-batches)
+    lr: float
+    role: str = "student"  # which model an ``sft`` run trains
+    micro_batch_size: int = 0  # sequences per forward on one device; 0 = the whole local batch
+    warmup_ratio: float = 0.03
+    min_lr_ratio: float = 0.0  # floor of the cosine schedule, as a fraction of lr
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    adam_betas: tuple[float, float] = (0.9, 0.95)  # MiniLLM's AdamW
+    adam_eps: float = 1e-8
+    max_length: int = 128  # text tokens per sequence (image tokens excluded)
+    seed: int = 0
+    checkpoint_every: int = 0  # 0 = no intermediate checkpoints
+    keep_checkpoints: int = 2
+    dtype: str = "float32"  # bfloat16: autocast on GPU
+    chunk_size: int = 0  # rows per chunk of the chunked head losses; 0 = kdlib.losses' default
+    progress: bool = True
+    ablate: frozenset[str] = frozenset()
+    max_new_tokens: int = 16  # response length sampled per prompt (``paper``)
+    do_sample: bool = True
+    minillm: MiniLLMConfig = field(default_factory=MiniLLMConfig)  # rewards, returns, PPO clip, mixing
+    align_coef: float = 1.0  # weight of the projector MSE (the paper gives none)
+    pt_batch_size: int = 0  # D_PT sequences per global step; 0 = batch_size
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.method not in METHODS:
+            problems.append(f"method {self.method!r} is not one of {', '.join(METHODS)}")
+        if self.role not in ROLES:
+            problems.append(f"role {self.role!r} is not one of {', '.join(ROLES)}")
+        if self.method != "sft" and self.role != "student":
+            problems.append(f"only sft trains the teacher; method {self.method!r} trains the student")
+        unknown = set(self.ablate) - set(ABLATIONS)
+        if unknown:
+            problems.append(f"unknown ablation(s) {sorted(unknown)}; choose from {', '.join(ABLATIONS)}")
+        if self.ablate and self.method != "paper":
+            problems.append(f"--ablate applies to the paper method only, not {self.method!r}")
+        if self.steps < 0 or self.batch_size <= 0 or self.lr <= 0:
+            problems.append("steps must be >= 0, batch_size and lr > 0")
+        if self.micro_batch_size < 0 or self.pt_batch_size < 0 or self.chunk_size < 0:
+            problems.append("micro_batch_size, pt_batch_size and chunk_size must be >= 0")
+        if not 0.0 <= self.warmup_ratio < 1.0 or not 0.0 <= self.min_lr_ratio <= 1.0:
+            problems.append("warmup_ratio must be in [0, 1) and min_lr_ratio in [0, 1]")
+        if self.grad_clip <= 0 or self.max_length <= 0 or self.max_new_tokens <= 0:
+            problems.append("grad_clip, max_length and max_new_tokens must be > 0")
+        if self.checkpoint_every < 0 or self.keep_checkpoints < 1:
+            problems.append("checkpoint_every must be >= 0 and keep_checkpoints >= 1")
+        if self.dtype not in ("float32", "bfloat16"):
+            problems.append(f"dtype {self.dtype!r} must be float32 or bfloat16")
+        if self.ablate >= {"align", "single", "long", "lm"}:
+            problems.append("every term of paper is ablated: nothing to optimise")
+        if problems:
+            raise ValueError("TrainConfig: " + "; ".join(problems))
+
+    @classmethod
+    def from_profile(cls, profile: Profile, method: str, ablate: Iterable[str] = (), role: str = "student",
+                     seed: int = 0, progress: bool = True, **changes: Any) -> "TrainConfig":
+        """The run of ``method`` at ``profile``.
+
+        SFT takes ``train.sft_steps`` at ``train.lr``, distillation ``train.kd_steps`` at ``train.kd_lr``;
+        ``changes`` override any field.
+        """
+        t = profile.train
+        ablated = frozenset(ablate)
+        sft = method == "sft"
+        minillm = MiniLLMConfig(mix_alpha=0.0 if "teacher_mix" in ablated else t.mix_alpha,
+                                length_norm="length_norm" not in ablated)
+        base = cls(method=method, role=role, steps=t.sft_steps if sft else t.kd_steps, batch_size=t.batch_size,
+                   lr=t.lr if sft else t.kd_lr, warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
+                   grad_clip=t.grad_clip, max_length=profile.data.max_length, seed=seed,
+                   checkpoint_every=t.checkpoint_every, dtype=profile.dtype, progress=progress, ablate=ablated,
+                   max_new_tokens=t.max_new_tokens, minillm=minillm)
+        return dataclasses.replace(base, **changes) if changes else base
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        """Names of the loss terms this run optimises (the keys logged besides ``loss``)."""
+        if self.method == "paper":
+            return tuple(name for name in ("align", "single", "long", "lm") if name not in self.ablate)
+        return {"sft": ("ce",), "forward_kl": ("forward_kl",), "reverse_kl": ("reverse_kl",),
+                "align_kd": ("ce", "logit", "visual", "attention"), "switch_kd": ("ce", "dbild", "switch")}[self.method]
+
+    @property
+    def run_name(self) -> str:
+        """Folder and model name: ``teacher``, ``student_sft``, ``student_kd`` (paper), ``student_<method>``,
+        ``student_kd-no_<term>...`` for ablations."""
+        if self.method == "sft":
+            return "teacher" if self.role == "teacher" else "student_sft"
+        if self.method == "paper":
+            return "student_kd" + "".join(f"-no_{a}" for a in sorted(self.ablate))
+        return f"student_{self.method}"
+
+    @property
+    def effective_pt_batch_size(self) -> int:
+        return self.pt_batch_size or self.batch_size
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["ablate"] = sorted(self.ablate)
+        return d

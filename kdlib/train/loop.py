@@ -1,0 +1,143 @@
+"""The optimisation loop shared by SFT and every distillation method.
+
+A :class:`Task` supplies a trainable ``module`` whose ``forward(micro)`` returns the loss terms
+of one micro-batch (``{"loss": total, term: value, ...}``, each already divided by the global
+normaliser of the step, so that summing over micro-batches and averaging over data-parallel
+ranks gives the step's loss), and ``micro_batches(step)``, this process's share of global step
+``step``. The loop does the rest: AdamW + cosine schedule with warmup, gradient accumulation
+(no gradient sync before the last micro-batch), clipping, metrics, checkpoints and resume.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import shutil
+import time
+from collections import defaultdict
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+from tqdm.auto import tqdm
+
+from kdlib.train import checkpoint
+from kdlib.train.config import TrainConfig
+from kdlib.train.metrics_log import MetricsLog
+
+
+class Task(Protocol):
+    """What a run gives the loop: the trainable objective and its batches."""
+
+    module: nn.Module
+
+    def micro_batches(self, step: int) -> list[dict[str, Any]]:
+        """This process's micro-batches of global step ``step`` (0-based).
+
+        Each carries an int ``num_tokens`` (non-pad inputs, for throughput), removed before the forward.
+        """
+        ...
+
+
+def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
+    """Linear warmup over ``warmup`` steps, then cosine decay to ``min_ratio``: the multiplier of step ``step``.
+
+    ``f(s) = (s + 1) / (warmup + 1)`` for ``s < warmup``, else
+    ``min + (1 - min) (1 + cos(pi (s - warmup) / (total - warmup))) / 2``.
+    """
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    progress = (step - warmup) / max(1, total - warmup)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak GPU memory allocated (CUDA) or peak resident memory of the process (CPU), in MiB."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _optimizer(module: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in module.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError(f"{cfg.run_name}: the model has no trainable parameters")
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.adam_betas, eps=cfg.adam_eps,
+                             weight_decay=cfg.weight_decay)
+
+
+def _start(accelerator: Accelerator, run_dir: Path, resume: bool, log: MetricsLog,
+           progress: checkpoint.Progress) -> None:
+    """Resume from the newest checkpoint, or start afresh (old checkpoints and metrics removed)."""
+    ckpts = run_dir / "checkpoints"
+    found = checkpoint.latest(ckpts) if resume else None
+    if found is not None:
+        checkpoint.load(accelerator, found)
+        log.truncate(progress.step)
+        return
+    if accelerator.is_main_process:
+        for old in checkpoint.complete_checkpoints(ckpts):
+            shutil.rmtree(old)
+        log.truncate(0)
+    accelerator.wait_for_everyone()
+
+
+def _step(task: Task, module: nn.Module, optimizer, scheduler, accelerator: Accelerator,
+          cfg: TrainConfig, step: int) -> dict[str, Any]:
+    """One optimiser update; returns its metrics (terms averaged over ranks, tokens summed)."""
+    start, cpu_start = time.perf_counter(), time.process_time()
+    micros = task.micro_batches(step)
+    totals: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=accelerator.device))
+    tokens = 0
+    for i, micro in enumerate(micros):
+        tokens += micro.pop("num_tokens")
+        sync = nullcontext() if i == len(micros) - 1 else accelerator.no_sync(module)
+        with sync:
+            terms = module(micro)
+            accelerator.backward(terms["loss"])
+        for key, value in terms.items():
+            totals[key] += value.detach().float()
+    grad_norm = accelerator.clip_grad_norm_([p for p in module.parameters() if p.requires_grad], cfg.grad_clip)
+    lr = optimizer.param_groups[0]["lr"]
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    names = sorted(totals)
+    means = accelerator.reduce(torch.stack([totals[k] for k in names]), reduction="mean").tolist()
+    tokens = int(accelerator.reduce(torch.tensor(tokens, device=accelerator.device), reduction="sum"))
+    seconds = time.perf_counter() - start
+    return {"step": step + 1, **dict(zip(names, means)), "lr": lr, "grad_norm": float(grad_norm),
+            "tokens": tokens, "tokens_per_s": tokens / seconds, "step_s": seconds,
+            "cpu_s": time.process_time() - cpu_start, "peak_mem_mb": peak_memory_mb(accelerator.device)}
+
+
+def run(task: Task, cfg: TrainConfig, run_dir: Path, accelerator: Accelerator, resume: bool = False) -> Path:
+    """Train ``task.module`` for ``cfg.steps`` updates; return the metrics file (``run_dir/metrics.jsonl``)."""
+    optimizer = _optimizer(task.module, cfg)
+    warmup = round(cfg.warmup_ratio * cfg.steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, cfg.steps, warmup, cfg.min_lr_ratio))
+    module, optimizer = accelerator.prepare(task.module, optimizer)
+    progress = checkpoint.Progress()
+    accelerator.register_for_checkpointing(scheduler, progress)
+    log = MetricsLog(run_dir / "metrics.jsonl", enabled=accelerator.is_main_process)
+    _start(accelerator, run_dir, resume, log, progress)
+    module.train(cfg.method == "sft")  # distillation runs without dropout, as MiniLLM does
+    bar = tqdm(total=cfg.steps, initial=progress.step, desc=cfg.run_name,
+               disable=not (cfg.progress and accelerator.is_main_process))
+    clock = time.perf_counter()
+    while progress.step < cfg.steps:
+        record = _step(task, module, optimizer, scheduler, accelerator, cfg, progress.step)
+        progress.step += 1
+        record["elapsed_s"] = time.perf_counter() - clock
+        log.append(record)
+        bar.update(1)
+        bar.set_postfix(loss=f"{record['loss']:.4f}")
+        if cfg.checkpoint_every and progress.step % cfg.checkpoint_every == 0 and progress.step < cfg.steps:
+            checkpoint.save(accelerator, run_dir / "checkpoints", progress.step, cfg.keep_checkpoints)
+    bar.close()
+    accelerator.wait_for_everyone()
+    return log.path

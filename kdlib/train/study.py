@@ -1,0 +1,117 @@
+"""The three trainings of the study at a profile, and where their results go.
+
+Layout under the output folder of a profile (``RunContext.out_dir``)::
+
+    models/teacher/       teacher after SFT                (save_mllm folder)
+    models/student_sft/   baseline student after SFT
+    models/student_kd/    student distilled with the paper's method (student_<method> for others)
+    train/<name>/         config.json, metrics.jsonl, checkpoints/ of each run
+
+:func:`train_run` does one run (what ``kdlib train`` calls); :func:`run_study_training` the
+three of the book's training chapter (teacher SFT, student SFT, ``paper`` distillation).
+Distillation loads the two SFT models from ``models/``, so the runs can also be done one by one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+from accelerate import PartialState
+
+from kdlib.data.pretrain import pretrain_texts
+from kdlib.data.study import Study, corpus_texts, load_study
+from kdlib.models import ModelPair, build_pair, build_tokenizer, load_mllm, save_mllm
+from kdlib.profiles import Profile
+from kdlib.train.config import TrainConfig
+from kdlib.train.distill import distill
+from kdlib.train.sft import train_sft
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where a run keeps its model and its metrics."""
+
+    model: Path
+    metrics: Path
+
+
+@dataclass(frozen=True)
+class StudyRuns:
+    """The runs of :func:`run_study_training`, by name (``teacher``, ``student_sft``, ``student_kd``)."""
+
+    runs: dict[str, RunPaths] = field(default_factory=dict)
+
+
+def build_models(profile: Profile, study: Study, seed: int = 0) -> ModelPair:
+    """Teacher and student before SFT; random profiles get a tokenizer fitted on the training texts."""
+    random_llms = profile.teacher.name_or_path is None and profile.student.name_or_path is None
+    tokenizer = build_tokenizer(corpus_texts(study), profile.vocab_size) if random_llms else None
+    return build_pair(profile, tokenizer, seed)
+
+
+def _require_model(out_dir: Path, name: str, producer: str) -> Path:
+    path = out_dir / "models" / name
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} is missing: train it first with `kdlib train {producer}` "
+                                f"(same --profile and --out)")
+    return path
+
+
+def _save(path: Path, model: Any, tokenizer: Any, image_processor: Any) -> None:
+    state = PartialState()
+    if state.is_main_process:
+        save_mllm(path, model, tokenizer, image_processor)
+    state.wait_for_everyone()
+
+
+def train_run(profile: Profile, method: str, out_dir: Path, data_root: str | Path | None = None,
+              role: str = "student", ablate: Iterable[str] = (), seed: int = 0, progress: bool = True,
+              resume: bool = False, device: str | torch.device | None = None, study: Study | None = None,
+              **changes: Any) -> RunPaths:
+    """Train one model of the study and save it under ``out_dir/models/<run name>``.
+
+    ``sft`` starts from :func:`build_models` (``role`` picks teacher or student); the
+    distillation methods start from ``models/teacher`` and ``models/student_sft`` (checked
+    before any data is read). ``changes`` override :class:`TrainConfig` fields.
+    """
+    cfg = TrainConfig.from_profile(profile, method, ablate, role=role, seed=seed, **changes)
+    starts = [] if method == "sft" else [_require_model(out_dir, "teacher", "--method sft --role teacher"),
+                                         _require_model(out_dir, "student_sft", "--method sft --role student")]
+    study = study or load_study(profile, data_root, seed)
+    run_dir = out_dir / "train" / cfg.run_name
+    common = dict(seed=seed, progress=progress, resume=resume, device=device, **changes)
+    if method == "sft":
+        pair = build_models(profile, study, seed)
+        tokenizer, processor = pair.tokenizer, pair.image_processor
+        result = train_sft(getattr(pair, role), tokenizer, processor, study, profile, run_dir, role=role, **common)
+    else:
+        teacher, start = (load_mllm(path) for path in starts)
+        tokenizer, processor = start.tokenizer, start.image_processor
+        pt = pretrain_texts(profile, data_root, seed) if "lm" in cfg.terms else ()
+        result = distill(start.model, teacher.model, tokenizer, processor, study, profile, method, run_dir,
+                         ablate=ablate, pt_texts=pt, **common)
+    model_dir = out_dir / "models" / cfg.run_name
+    _save(model_dir, result.model, tokenizer, processor)
+    return RunPaths(model_dir, result.metrics)
+
+
+def run_study_training(ctx: Any, method: str = "paper", ablate: Iterable[str] = (), resume: bool = False,
+                       **changes: Any) -> StudyRuns:
+    """Teacher SFT, student SFT and distillation at ``ctx.profile`` (a :class:`kdlib.book.RunContext`).
+
+    Saves ``models/{teacher,student_sft,student_kd}`` under ``ctx.out_dir`` and a metrics JSONL per
+    run; returns their paths by run name.
+    """
+    study = load_study(ctx.profile, ctx.data_root, ctx.seed)
+    common = dict(out_dir=ctx.out_dir, data_root=ctx.data_root, seed=ctx.seed, progress=ctx.progress,
+                  resume=resume, device=ctx.device, study=study, **changes)
+    runs = {
+        "teacher": train_run(ctx.profile, "sft", role="teacher", **common),
+        "student_sft": train_run(ctx.profile, "sft", role="student", **common),
+    }
+    kd = TrainConfig.from_profile(ctx.profile, method, ablate, seed=ctx.seed).run_name
+    runs[kd] = train_run(ctx.profile, method, ablate=ablate, **common)
+    return StudyRuns(runs)

@@ -1,0 +1,53 @@
+"""TrainConfig: numbers from the profile, terms from method and ablations, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from kdlib.profiles import get_profile
+from kdlib.train.config import ABLATIONS, METHODS, TrainConfig
+
+TINY = get_profile("tiny")
+
+
+def test_sft_and_distillation_read_their_own_steps_and_rates():
+    sft = TrainConfig.from_profile(TINY, "sft", role="teacher")
+    kd = TrainConfig.from_profile(TINY, "paper")
+    assert (sft.steps, sft.lr) == (TINY.train.sft_steps, TINY.train.lr)
+    assert (kd.steps, kd.lr) == (TINY.train.kd_steps, TINY.train.kd_lr)
+    assert kd.minillm.mix_alpha == TINY.train.mix_alpha and kd.max_new_tokens == TINY.train.max_new_tokens
+    assert (sft.run_name, kd.run_name) == ("teacher", "student_kd")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_has_terms_and_a_name(method):
+    cfg = TrainConfig.from_profile(TINY, method)
+    assert cfg.terms and cfg.run_name.startswith("student")
+
+
+def test_ablations_remove_terms_and_switch_the_sampler():
+    cfg = TrainConfig.from_profile(TINY, "paper", ["align", "lm", "teacher_mix", "length_norm"])
+    assert cfg.terms == ("single", "long")
+    assert cfg.minillm.mix_alpha == 0.0 and not cfg.minillm.length_norm
+    assert cfg.run_name == "student_kd-no_align-no_length_norm-no_lm-no_teacher_mix"
+    assert TrainConfig.from_profile(TINY, "paper", ["single", "long", "lm"]).terms == ("align",)
+
+
+@pytest.mark.parametrize("method,ablate,role,match", [
+    ("bogus", (), "student", "method 'bogus'"),
+    ("paper", ("warp",), "student", "unknown ablation"),
+    ("reverse_kl", ("lm",), "student", "paper method only"),
+    ("paper", ("align", "single", "long", "lm"), "student", "nothing to optimise"),
+    ("paper", (), "teacher", "only sft trains the teacher"),
+])
+def test_bad_configurations_are_refused(method, ablate, role, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig.from_profile(TINY, method, ablate, role=role)
+
+
+def test_overrides_and_serialisation():
+    cfg = TrainConfig.from_profile(TINY, "paper", ["lm"], micro_batch_size=2)
+    d = cfg.to_dict()
+    assert cfg.micro_batch_size == 2 and d["ablate"] == ["lm"] and d["minillm"]["mix_alpha"] == cfg.minillm.mix_alpha
+    assert set(ABLATIONS) >= set(d["ablate"])
+

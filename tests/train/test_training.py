@@ -1,0 +1,111 @@
+"""Whole runs: the loss falls, a seed fixes the run, a killed run resumes exactly, 2-process DDP = 1 process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from kdlib.models import load_mllm
+from kdlib.profiles import get_profile
+from kdlib.train.metrics_log import TIMING_KEYS, read_metrics
+from kdlib.train.sft import train_sft
+from kdlib.train.study import train_run
+
+STEPS = 4  # the run compared across the tests below: 4 steps of the paper method, checkpoints every 2
+
+
+@pytest.fixture(scope="module")
+def run_overrides(overrides) -> dict:
+    return {**overrides, "train.kd_steps": STEPS, "train.checkpoint_every": 2}
+
+
+def fresh_out(start_models: Path, tmp_path: Path, name: str) -> Path:
+    out = tmp_path / name
+    shutil.copytree(start_models / "models", out / "models")
+    return out
+
+
+def losses(metrics: Path) -> list[dict[str, float]]:
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in read_metrics(metrics)]
+
+
+def weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(model_dir / "model.safetensors")
+
+
+def cli(out: Path, data_root: Path, changes: dict) -> list[str]:
+    sets = [arg for key, value in changes.items() for arg in ("--set", f"{key}={value}")]
+    return ["-m", "kdlib.cli", "train", "--profile", "tiny", "--method", "paper", "--out", str(out),
+            "--data-root", str(data_root), "--device", "cpu", "--no-progress", *sets]
+
+
+@pytest.fixture(scope="module")
+def reference(run_overrides, start_models, data_root, study, tmp_path_factory):
+    """The uninterrupted single-process run."""
+    out = fresh_out(start_models, tmp_path_factory.mktemp("ref"), "out")
+    return train_run(get_profile("tiny", run_overrides), "paper", out, data_root, progress=False, study=study)
+
+
+def test_loss_falls_over_a_few_dozen_steps(profile, study, start_models, tmp_path):
+    start = load_mllm(start_models / "models" / "student_sft")
+    result = train_sft(start.model, start.tokenizer, start.image_processor, study, profile, tmp_path,
+                       progress=False, steps=30)
+    ce = [r["ce"] for r in read_metrics(result.metrics)]
+    early, late = sum(ce[:5]) / 5, sum(ce[-5:]) / 5
+    assert late < early - 0.5, f"cross-entropy went from {early:.3f} to {late:.3f} nats per token"
+
+
+def test_one_seed_gives_identical_runs(reference, run_overrides, start_models, data_root, study, tmp_path):
+    out = fresh_out(start_models, tmp_path, "again")
+    again = train_run(get_profile("tiny", run_overrides), "paper", out, data_root, progress=False, study=study)
+    assert losses(again.metrics) == losses(reference.metrics)
+    first, second = weights(reference.model), weights(again.model)
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_a_killed_run_resumes_with_the_same_loss_curve(reference, run_overrides, start_models, data_root, study,
+                                                       tmp_path):
+    out = fresh_out(start_models, tmp_path, "killed")
+    first_checkpoint = out / "train" / "student_kd" / "checkpoints" / "step-00000002"
+    proc = subprocess.Popen([sys.executable, *cli(out, data_root, run_overrides)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not first_checkpoint.is_dir() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    assert len(read_metrics(out / "train" / "student_kd" / "metrics.jsonl")) < STEPS
+    resumed = train_run(get_profile("tiny", run_overrides), "paper", out, data_root, progress=False, resume=True,
+                        study=study)
+    got, want = losses(resumed.metrics), losses(reference.metrics)
+    assert [r["step"] for r in got] == [r["step"] for r in want]
+    for a, b in zip(got, want):
+        assert a == pytest.approx(b, abs=1e-6)
+    ref_weights = weights(reference.model)
+    for key, value in weights(resumed.model).items():
+        torch.testing.assert_close(value, ref_weights[key], atol=1e-6, rtol=0)
+
+
+def test_two_process_data_parallel_equals_one_process(reference, run_overrides, start_models, data_root, tmp_path):
+    out = fresh_out(start_models, tmp_path, "ddp")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           *cli(out, data_root, run_overrides)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    config = (out / "train" / "student_kd" / "config.json").read_text()
+    assert '"processes": 2' in config
+    got, want = losses(out / "train" / "student_kd" / "metrics.jsonl"), losses(reference.metrics)
+    for a, b in zip(got, want, strict=True):
+        assert a == pytest.approx(b, abs=1e-5, rel=1e-5)
+    ref_weights = weights(reference.model)
+    for key, value in weights(out / "models" / "student_kd").items():
+        torch.testing.assert_close(value, ref_weights[key], atol=1e-5, rtol=1e-4)
