@@ -44,9 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv[0] if argv else None).parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (UserError, FileNotFoundError, ValueError, KeyError) as err:
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"kdlib {args.command}: error: {msg}", file=sys.stderr)
+    except (UserError, FileNotFoundError, ValueError) as err:
+        print(f"kdlib {args.command}: error: {err}", file=sys.stderr)
         return 2
 
 

@@ -167,12 +167,12 @@ class Profile:
 def _replace_path(obj: Any, parts: list[str], value: Any, key: str) -> Any:
     names = {f.name: f for f in dataclasses.fields(obj)}
     if parts[0] not in names:
-        raise KeyError(f"profile has no field {key!r} (known here: {', '.join(names)})")
+        raise ValueError(f"profile has no field {key!r} (known here: {', '.join(names)})")
     f = names[parts[0]]
     if len(parts) > 1:
         child = getattr(obj, parts[0])
         if not dataclasses.is_dataclass(child):
-            raise KeyError(f"profile field {key!r}: {parts[0]} has no sub-fields")
+            raise ValueError(f"profile field {key!r}: {parts[0]} has no sub-fields")
         return dataclasses.replace(obj, **{parts[0]: _replace_path(child, parts[1:], value, key)})
     hint = typing.get_type_hints(type(obj))[f.name]
     return dataclasses.replace(obj, **{parts[0]: _coerce(value, hint, key)})
