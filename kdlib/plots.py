@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from matplotlib.patches import Polygon as MplPolygon
 from PIL import Image
 
@@ -167,8 +168,8 @@ def metrics_vs_tokens(frame: pd.DataFrame, metrics: Mapping[str, str], total: in
     ``total``: the unpruned token count (dotted vertical line); ``reference``: ``{column: {task:
     value}}`` drawn as dashed horizontal lines in the task's colour (e.g. chance accuracy).
     """
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.8), squeeze=False,
-                             layout="constrained")
+    fig, axes = subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.8), squeeze=False,
+                         layout="constrained")
     ticks = sorted(frame["keep"].unique())
     for ax, (column, label) in zip(axes.flat, metrics.items()):
         for task, rows in frame.groupby("task", sort=False):
@@ -189,21 +190,22 @@ def metrics_vs_tokens(frame: pd.DataFrame, metrics: Mapping[str, str], total: in
 
 
 def ratio_bars(ratios: Mapping[str, Mapping[str, float]]) -> Figure:
-    """Grouped horizontal bars of student / teacher ratios: ``{series: {quantity: ratio}}``.
-
-    A line at 1 marks parity; a missing quantity of a series is left blank.
-    """
-    quantities = list(dict.fromkeys(q for series in ratios.values() for q in series))
-    fig, ax = subplots(figsize=(7, 0.5 * len(quantities) * max(1, len(ratios)) / 1.5 + 1.2),
-                           layout="constrained")
-    height = 0.8 / max(1, len(ratios))
-    y = np.arange(len(quantities))
-    for i, (series, values) in enumerate(ratios.items()):
-        ax.barh(y + i * height, [values.get(q, np.nan) for q in quantities], height=height, label=series)
+    """Horizontal bars of student / teacher ratios, one per ``(series, quantity)`` of
+    ``{series: {quantity: ratio}}``, coloured by series; a line at 1 marks parity."""
+    labels, values, colours = [], [], []
+    for i, (series, quantities) in enumerate(ratios.items()):
+        for quantity, value in quantities.items():
+            labels.append(quantity)
+            values.append(value)
+            colours.append(f"C{i}")
+    fig, ax = subplots(figsize=(7, 0.35 * len(labels) + 1.2), layout="constrained")
+    y = np.arange(len(labels))
+    ax.barh(y, values, color=colours)
     ax.axvline(1.0, color="black", linewidth=0.8)
-    ax.set_yticks(y + height * (len(ratios) - 1) / 2, quantities)
+    ax.set_yticks(y, labels)
     ax.invert_yaxis()
     ax.set_xlabel("student / teacher")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=8)
+    handles = [Patch(color=f"C{i}", label=series) for i, series in enumerate(ratios)]
+    ax.legend(handles=handles, fontsize=8)
     return fig

@@ -1,0 +1,66 @@
+"""The related-methods chapter's tables and sentences, on hand-made results and runs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from kdlib.analysis.related import (RELATED_LABELS, best_students, budget_table, headline_columns, method_table,
+                                    rank_sentence, run_name)
+from kdlib.book import RunContext
+from kdlib.profiles import get_profile
+from kdlib.train.metrics_log import MetricsLog
+
+
+def _results(scores: dict[str, tuple[float, float]]) -> dict:
+    return {m: {"scene_ucmerced": {"OA": a, "AA": a}, "vqa_lr": {"mOA": b}} for m, (a, b) in scores.items()}
+
+
+RESULTS = _results({"teacher": (40.0, 60.0), "student_sft": (20.0, 50.0), "student_kd": (30.0, 50.0),
+                    "student_align_kd": (30.0, 40.0), "student_switch_kd": (10.0, 50.0)})
+STUDENTS = ["student_sft", "student_kd", "student_align_kd", "student_switch_kd"]
+
+
+def test_best_students_and_rank():
+    assert best_students(RESULTS, ["scene_ucmerced", "vqa_lr"], STUDENTS) == (
+        "scene_ucmerced OA: student, distilled and student, Align-KD (30.00); "
+        "vqa_lr mOA: student, SFT and student, distilled and student, Switch-KD (DBiLD) (50.00)")
+    assert rank_sentence(RESULTS, ["scene_ucmerced", "vqa_lr"], STUDENTS, "student_kd") == (
+        "is the best student alone on 0 of 2 tasks, tied for best on 2 and above the SFT student on 1")
+    flat = _results({m: (0.0, 0.0) for m in STUDENTS})
+    assert best_students(flat, ["vqa_lr"], STUDENTS) == "vqa_lr mOA: all students tie (0.00)"
+
+
+def test_method_table_puts_paper_numbers_beside_the_study_models_only():
+    table = method_table(RESULTS, ["scene_ucmerced", "vqa_lr"])
+    assert list(table.columns) == [c for col in headline_columns(["scene_ucmerced", "vqa_lr"])
+                                   for c in (col.label, f"{col.label} (paper)")]
+    assert table.loc[RELATED_LABELS["student_align_kd"], "UCMerced OA"] == 30.0
+    assert math.isnan(table.loc[RELATED_LABELS["student_align_kd"], "UCMerced OA (paper)"])
+    assert not math.isnan(table.loc["student, distilled", "UCMerced OA (paper)"])
+
+
+def test_run_names():
+    assert run_name("switch_kd") == "student_switch_kd"
+    with pytest.raises(ValueError, match="related method"):
+        run_name("sft")
+
+
+def test_budget_table_reads_config_and_metrics(tmp_path):
+    profile = get_profile("tiny")
+    ctx = RunContext(profile, tmp_path, tmp_path, 0, torch.device("cpu"), False)
+    folder = tmp_path / "train" / "student_align_kd"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"train": {"method": "align_kd", "ablate": [], "batch_size": 8,
+                                                              "lr": 5e-4}}))
+    log = MetricsLog(folder / "metrics.jsonl")
+    for step, loss in ((1, 3.0), (2, 2.0)):
+        log.append({"step": step, "loss": loss, "ce": loss, "step_s": 0.5, "cpu_s": 0.25})
+    row = budget_table(ctx, ["student_align_kd"]).loc[RELATED_LABELS["student_align_kd"]]
+    assert (row["steps"], row["first loss"], row["last loss"], row["wall s"], row["CPU s"]) == (2, 3.0, 2.0, 1.0, 0.5)
+    assert row["loss terms"] == "ce + logit + visual + attention"
+    with pytest.raises(FileNotFoundError, match="related_methods"):
+        budget_table(ctx, ["student_switch_kd"])
