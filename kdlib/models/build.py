@@ -10,7 +10,9 @@ copies of the ``<image>`` token in ``input_ids`` are replaced by ``z(x)`` before
 - ``tiny``: random configs from the profile, the teacher wider and deeper, one vocabulary (the
   tokenizer of :func:`kdlib.models.build_tokenizer`) and one vision tower state shared by both.
 - ``small``: :func:`build_from_pretrained` (pretrained LLM + vision ids, ``keep_layers`` for the
-  student). It is the extension point of the small issue: patch-grid pooling is not done yet.
+  student); with ``vision.pool_grid = g > 0`` the tower is wrapped by
+  :class:`kdlib.models.pooling.PooledVisionTower`, which average-pools the patch grid of every
+  hidden state to ``g x g`` tokens (DINOv2-S/14 at 224 px: 16 x 16 -> 8 x 8 = 64 tokens).
 - ``paper``: converted GeoChat folders (``kdlib convert-geochat``) loaded by :func:`load_mllm`.
 """
 
@@ -27,6 +29,7 @@ from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
 from kdlib.models.io import LoadedMLLM, freeze_vision_tower, load_mllm, locate_model, read_config
+from kdlib.models.pooling import PooledVisionConfig, inner_tower
 from kdlib.models.tokenizer import IMAGE_TOKEN
 from kdlib.models.vocab import check_same_vocab, image_token_id
 from kdlib.profiles import LLMSpec, Profile, VisionSpec
@@ -36,6 +39,9 @@ LLAMA2_VOCAB = 32000  # Vicuna-v1.5 / LLaMA-2 tokenizer size (GeoChat adds no to
 CLIP_L14 = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
                 patch_size=14, hidden_act="quick_gelu", layer_norm_eps=1e-5)
 PUBLISHED_VISION = {"openai/clip-vit-large-patch14-336": CLIP_L14, "openai/clip-vit-large-patch14": CLIP_L14}
+# Towers that interpolate their position table to any input size: their config keeps the checkpoint's
+# image_size (the table's), and the profile's image_size reaches them through the pooling wrapper.
+INTERPOLATING_TOWERS = ("dinov2", "dinov2_with_registers")
 
 
 @dataclass(frozen=True)
@@ -48,9 +54,10 @@ class ModelPair:
     image_processor: Any
 
 
-def vision_config(spec: VisionSpec) -> PretrainedConfig:
-    """The tower config: random CLIP (``name_or_path`` None), a published CLIP, or the model's own;
-    ``image_size`` is always the profile's (504 px -> 1,296 patches for GeoChat)."""
+def tower_config(spec: VisionSpec) -> PretrainedConfig:
+    """The ViT config: random CLIP (``name_or_path`` None), a published CLIP, or the model's own;
+    ``image_size`` is the profile's (504 px -> 1,296 patches for GeoChat) except for
+    :data:`INTERPOLATING_TOWERS`, which keep the checkpoint's."""
     if spec.name_or_path is None:
         return CLIPVisionConfig(hidden_size=spec.hidden_size, intermediate_size=4 * spec.hidden_size,
                                 num_hidden_layers=spec.num_layers, num_attention_heads=spec.num_heads,
@@ -59,8 +66,25 @@ def vision_config(spec: VisionSpec) -> PretrainedConfig:
         return CLIPVisionConfig(**PUBLISHED_VISION[spec.name_or_path], image_size=spec.image_size)
     config = AutoConfig.from_pretrained(locate_model(spec.name_or_path))
     config = getattr(config, "vision_config", config)
-    config.image_size = spec.image_size
+    if config.model_type not in INTERPOLATING_TOWERS:
+        config.image_size = spec.image_size
     return config
+
+
+def vision_config(spec: VisionSpec) -> PretrainedConfig:
+    """The config of the LLaVA vision tower: the ViT's (:func:`tower_config`), wrapped by the pooling
+    tower when ``spec.pool_grid > 0`` (``pool_grid^2`` image tokens, :mod:`kdlib.models.pooling`)."""
+    tower = tower_config(spec)
+    if tower.patch_size != spec.patch_size:
+        raise ValueError(f"vision.patch_size {spec.patch_size} differs from the patch size {tower.patch_size} "
+                         f"of the tower {spec.name_or_path}")
+    if spec.pool_grid:
+        return PooledVisionConfig(tower_config=tower, image_size=spec.image_size, pool_grid=spec.pool_grid)
+    if tower.image_size != spec.image_size:
+        raise ValueError(f"the {tower.model_type} tower {spec.name_or_path} takes vision.image_size "
+                         f"{spec.image_size} only through pooling: set vision.pool_grid (e.g. "
+                         f"{spec.image_size // spec.patch_size} to keep all its patch tokens)")
+    return tower
 
 
 def llm_config(spec: LLMSpec, vocab_size: int, bos: int | None = None, eos: int | None = None,
@@ -75,17 +99,9 @@ def llm_config(spec: LLMSpec, vocab_size: int, bos: int | None = None, eos: int 
                        bos_token_id=bos, eos_token_id=eos, pad_token_id=pad)
 
 
-def check_no_pooling(spec: VisionSpec) -> None:
-    if spec.pool_grid:
-        raise ValueError(f"vision.pool_grid={spec.pool_grid}: pooling the patch grid is not supported by "
-                         "LlavaForConditionalGeneration yet (the small profile's issue adds it); "
-                         "use --set vision.pool_grid=0")
-
-
 def llava_config(vision: PretrainedConfig, text: PretrainedConfig, image_token: int, spec: VisionSpec,
                  attn_implementation: str | None = None) -> LlavaConfig:
     """GeoChat's wiring: feature layer, CLS dropped, GELU MLP projector, ``N`` image tokens."""
-    check_no_pooling(spec)
     config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=image_token,
                          image_seq_length=spec.num_image_tokens, projector_hidden_act="gelu",
                          vision_feature_layer=spec.feature_layer, vision_feature_select_strategy="default",
@@ -107,7 +123,6 @@ def spec_configs(profile: Profile, vocab_size: int, image_token: int, bos: int |
                  eos: int | None = None, pad: int | None = None,
                  attn_implementation: str | None = None) -> tuple[LlavaConfig, LlavaConfig]:
     """Teacher and student configs from the profile's sizes (random ``tiny``, Vicuna for ``paper``)."""
-    check_no_pooling(profile.vision)
     vision = vision_config(profile.vision)
     return tuple(llava_config(vision, llm_config(spec, vocab_size, bos, eos, pad), image_token,
                               profile.vision, attn_implementation)
@@ -149,10 +164,10 @@ def build_from_pretrained(llm_id: str, vision_spec: VisionSpec, keep_layers: tup
                           seed: int = 0, attn_implementation: str | None = None) -> LoadedMLLM:
     """An MLLM from a pretrained LLM and a pretrained vision tower, projector random (seeded).
 
-    Extension point of the ``small`` profile. The tokenizer gets an ``<image>`` token and the LLM
-    one more embedding row for it; ``keep_layers`` cuts the student's decoder (:func:`drop_layers`).
+    The ``small`` profile's models. The tokenizer gets an ``<image>`` token and the LLM one more
+    embedding row for it; ``keep_layers`` cuts the student's decoder (:func:`drop_layers`); the
+    tower is pooled when ``vision_spec.pool_grid > 0`` (:func:`vision_config`).
     """
-    check_no_pooling(vision_spec)
     llm_path = locate_model(llm_id)
     vision_path = locate_model(str(vision_spec.name_or_path))
     llm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=torch.float32)
@@ -160,14 +175,14 @@ def build_from_pretrained(llm_id: str, vision_spec: VisionSpec, keep_layers: tup
         drop_layers(llm, keep_layers)
     tokenizer = AutoTokenizer.from_pretrained(llm_path)
     tokenizer.add_tokens([IMAGE_TOKEN], special_tokens=True)
-    llm.resize_token_embeddings(len(tokenizer))
     tower = AutoModel.from_pretrained(vision_path, dtype=torch.float32)
-    config = llava_config(vision_config(vision_spec), llm.config, image_token_id(tokenizer), vision_spec,
-                          attn_implementation)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
+        llm.resize_token_embeddings(len(tokenizer))  # seeded: teacher and student get one <image> row
+        config = llava_config(vision_config(vision_spec), llm.config, image_token_id(tokenizer), vision_spec,
+                              attn_implementation)
         model = LlavaForConditionalGeneration(config)
-    model.model.vision_tower.load_state_dict(tower.state_dict())
+    inner_tower(model).load_state_dict(tower.state_dict())
     model.model.language_model.load_state_dict(llm.model.state_dict())
     model.lm_head.load_state_dict(llm.lm_head.state_dict())
     freeze_vision_tower(model)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from kdlib.plots import subplots
 from kdlib.train.metrics_log import TIMING_KEYS, read_metrics
 
 #: logged keys that are not loss terms
@@ -56,7 +56,7 @@ def loss_curves(metrics: Path, title: str, window: int = 5) -> Figure:
     if len(terms) == 2:
         terms.pop("loss")
     steps = np.arange(1, len(next(iter(terms.values()))) + 1)
-    fig, axes = plt.subplots(1, len(terms), figsize=(3.0 * len(terms), 2.6), squeeze=False)
+    fig, axes = subplots(1, len(terms), figsize=(3.0 * len(terms), 2.6), squeeze=False)
     for ax, (name, values) in zip(axes[0], terms.items()):
         ax.plot(steps, values, lw=0.8, alpha=0.4, color="tab:blue")
         ax.plot(steps, running_mean(values, window), lw=2.0, color="tab:blue")
