@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from kdlib.errors import UserError
-from kdlib.commands.profiles import add_profile_args, profile_from_args
+from kdlib.commands.profiles import add_profile_args, add_run_args, profile_from_args
 from kdlib.paths import REPO_ROOT, resolve_data_root
 
 BOOK_FILES = ("_config.yml", "_toc.yml", "references.bib")
@@ -146,10 +146,7 @@ def add_parser(sub) -> None:
                        description="Execute the book's notebooks (in _toc.yml order) with papermill on a "
                        "profile, then build the book to HTML with jupyter-book (-W).")
     add_profile_args(p)
-    p.add_argument("--data-root", default=None, help="data folder (default: $KDLIB_DATA or ../shared/data)")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/<profile>)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: %(default)s)")
+    add_run_args(p)
     p.add_argument("--kernel", default="kdlib", help="Jupyter kernel papermill uses (default: %(default)s)")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per cell (default: %(default)s)")
     p.add_argument("--only", nargs="+", metavar="NAME", help="run only these notebooks (stems), skip the build")
@@ -159,7 +156,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     profile = profile_from_args(args)  # validates the overrides before anything runs
-    out = args.out or REPO_ROOT / "runs" / profile.name
-    reproduce(profile.name, dict(kv.split("=", 1) for kv in args.overrides), args.data_root, out, args.seed,
+    out = Path(args.out) if args.out else REPO_ROOT / "runs" / profile.name
+    reproduce(profile.name, dict(kv.split("=", 1) for kv in args.overrides), args.data_root or None, out, args.seed,
               args.device, args.kernel, args.timeout, build=not (args.no_build or args.only), only=args.only)
     return 0

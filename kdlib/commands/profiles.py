@@ -15,6 +15,14 @@ def add_profile_args(parser: argparse.ArgumentParser, default: str = "tiny") -> 
                         help="override a profile field, e.g. --set train.kd_steps=10 (repeatable)")
 
 
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    """``--out``, ``--data-root``, ``--seed``, ``--device``: where and how a profile runs (train, evaluate, reproduce)."""
+    parser.add_argument("--out", default="", help="output folder of the profile (default: runs/<profile>)")
+    parser.add_argument("--data-root", default="", help="folder of the real data (default: $KDLIB_DATA or ../shared/data)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+
+
 def profile_from_args(args: argparse.Namespace):
     return get_profile(args.profile, parse_overrides(args.overrides))
 

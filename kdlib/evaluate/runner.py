@@ -214,7 +214,7 @@ def score_geochat_7b(ctx: RunContext, tasks: Sequence[str] = tuple(GEOCHAT_7B_FI
 
 
 def add_parser(sub) -> None:
-    from kdlib.commands.profiles import add_profile_args
+    from kdlib.commands.profiles import add_profile_args, add_run_args
 
     p = sub.add_parser("evaluate", help="answer the test tasks with the trained models and score them",
                        description="Generate answers (greedy, GeoChat prompts) with the trained models of a "
@@ -224,16 +224,13 @@ def add_parser(sub) -> None:
                    help=f"model folders under OUT/models (default: {' '.join(MODELS)})")
     p.add_argument("--tasks", nargs="+", default=list(TASK_NAMES), choices=TASK_NAMES, metavar="TASK",
                    help=f"evaluation tasks (default: all: {', '.join(TASK_NAMES)})")
-    p.add_argument("--out", default="", help="output folder of the profile (default: runs/<profile>)")
-    p.add_argument("--data-root", default="", help="folder of the real data (default: $KDLIB_DATA or ../shared/data)")
     p.add_argument("--batch-size", type=int, default=16, help="prompts per generate call (default: %(default)s)")
     p.add_argument("--max-new-tokens", type=int, default=None, metavar="N",
                    help="answer length cap for every task (default: per task, from its training answers)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="at most N test records per task")
     p.add_argument("--geochat-7b", action="store_true",
                    help="also score the real GeoChat-7B answer files of DATA_ROOT/geochat_bench")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+    add_run_args(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from accelerate import PartialState
 
-from kdlib.commands.profiles import add_profile_args, profile_from_args
+from kdlib.commands.profiles import add_profile_args, add_run_args, profile_from_args
 from kdlib.train.config import ABLATIONS, METHODS, ROLES
 
 
@@ -33,10 +33,7 @@ def add_parser(sub) -> None:
     p.add_argument("--ablate", action="append", choices=ABLATIONS, default=[], metavar="TERM",
                    help=f"drop a term of the paper method (repeatable): {', '.join(ABLATIONS)}")
     p.add_argument("--resume", action="store_true", help="continue from the run's newest checkpoint")
-    p.add_argument("--out", default="", help="output folder of the profile (default: runs/<profile>)")
-    p.add_argument("--data-root", default="", help="folder of the real data (default: $KDLIB_DATA or ../shared/data)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    add_run_args(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -48,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/{profile.name}").expanduser().resolve()
     paths = train_run(profile, args.method, out, data_root=args.data_root or None, role=args.role,
                       ablate=args.ablate, seed=args.seed, progress=not args.no_progress, resume=args.resume,
-                      device=args.device)
+                      device=None if args.device == "auto" else args.device)
     if PartialState().is_main_process:
         print(f"model: {paths.model}\nmetrics: {paths.metrics}")
     return 0
