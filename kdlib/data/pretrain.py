@@ -47,5 +47,5 @@ def pretrain_texts(profile: Profile, data_root: Path | str | None = None, seed: 
         for rec in parts[name]["train"]:
             for i, text in enumerate(record_texts(rec)):
                 texts[f"{rec.id}#{i}"] = text
-    order = hash_order(texts, seed)
+    order = hash_order(texts, seed, "pretrain")
     return [texts[k] for k in (order[:max_texts] if max_texts > 0 else order)]

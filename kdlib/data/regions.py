@@ -174,7 +174,7 @@ def _region_captions(tile: _Tile, per_tile: int, seed: int) -> list[Record]:
     """Up to ``per_tile`` objects of the tile (hash order): box in the question, caption as answer."""
     out = []
     index = {f"{tile.source.id}/{tile.crop}/{i}": o for i, o in enumerate(tile.objects)}
-    for key in hash_order(index, seed)[:per_tile]:
+    for key in hash_order(index, seed, "regions")[:per_tile]:
         obj = index[key]
         caption = f"{category_phrase(obj.category, 1)} at the {tile.where([obj])}"
         out.append(tile.record(f"region/{key.rsplit('/', 1)[1]}", "region_caption",

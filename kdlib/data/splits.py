@@ -1,8 +1,11 @@
 """Deterministic, seeded train / val / test splits and per-profile subsets.
 
-Order. Every choice below sorts keys by ``sha256(f"{seed}:{key}")`` (:func:`hash_order`), so a
-split depends only on the seed and the keys themselves, never on file order, Python's hash
-seed or the platform, and adding a record does not reshuffle the others.
+Order. Every choice below sorts keys by ``sha256(f"{seed}:{stream}:{key}")`` (:func:`hash_order`),
+so a split depends only on the seed and the keys themselves, never on file order, Python's hash
+seed or the platform, and adding a record does not reshuffle the others. Each choice draws from
+its own ``stream`` ("split", "select", "order", ...): the same ids sorted by the same hash twice
+would tie the choices together (the records a subset keeps are those with the smallest hashes,
+so with one stream the final mix would put the most thinned-out task first).
 
 Splits (:func:`assign_groups`). Records are grouped by the picture they show
 (:attr:`Record.image_key`); groups, never records, are assigned, so no picture is in two
@@ -30,9 +33,9 @@ SPLITS = ("train", "val", "test")
 Splits = dict[str, list[Record]]
 
 
-def hash_order(keys: Iterable[str], seed: int) -> list[str]:
-    """``keys`` sorted by ``sha256(f"{seed}:{key}")`` (ties impossible in practice; then by key)."""
-    return sorted(keys, key=lambda k: (hashlib.sha256(f"{seed}:{k}".encode()).hexdigest(), k))
+def hash_order(keys: Iterable[str], seed: int, stream: str) -> list[str]:
+    """``keys`` sorted by ``sha256(f"{seed}:{stream}:{key}")`` (ties impossible in practice; then by key)."""
+    return sorted(keys, key=lambda k: (hashlib.sha256(f"{seed}:{stream}:{k}".encode()).hexdigest(), k))
 
 
 def assign_groups(strata: Mapping[str, str], val_fraction: float, test_fraction: float, seed: int) -> dict[str, str]:
@@ -51,7 +54,7 @@ def assign_groups(strata: Mapping[str, str], val_fraction: float, test_fraction:
         n = len(groups)
         n_test = min(round(n * test_fraction), n - 1)
         n_val = min(round(n * val_fraction), n - 1 - n_test)
-        for i, group in enumerate(hash_order(groups, seed)):
+        for i, group in enumerate(hash_order(groups, seed, "split")):
             out[group] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
     return out
 
@@ -116,7 +119,7 @@ def select(splits: Splits, n: int, stratum: Callable[[Record], str], seed: int, 
     keep = set()
     for cell, recs in cells.items():
         by_id = {r.id: r for r in recs}
-        keep.update(hash_order(by_id, seed)[: quota[cell]])
+        keep.update(hash_order(by_id, seed, "select")[: quota[cell]])
     return {name: [r for r in splits.get(name, []) if r.id in keep] for name in SPLITS}
 
 
@@ -130,4 +133,4 @@ def shuffled(records: list[Record], seed: int) -> list[Record]:
     by_id = {r.id: r for r in records}
     if len(by_id) != len(records):
         raise ValueError("record ids are not unique")
-    return [by_id[i] for i in hash_order(by_id, seed)]
+    return [by_id[i] for i in hash_order(by_id, seed, "order")]

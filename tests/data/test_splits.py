@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kdlib.data import Record, load_study, read_ucm_captions
-from kdlib.data.splits import SPLITS, apportion, assign_groups, hash_order, select, split_records
+from kdlib.data.splits import SPLITS, apportion, assign_groups, hash_order, select, shuffled, split_records
 from kdlib.profiles import get_profile
 
 
@@ -18,11 +18,24 @@ def _records(n_images: int, per_image: int, classes: int) -> list[Record]:
             for i in range(n_images) for j in range(per_image)]
 
 
-def test_hash_order_depends_on_keys_and_seed_only():
+def test_hash_order_depends_on_keys_seed_and_stream_only():
     keys = [f"k{i}" for i in range(50)]
-    assert hash_order(keys, 0) == hash_order(keys[::-1], 0)
-    assert hash_order(keys, 0) != hash_order(keys, 1)
-    assert sorted(hash_order(keys, 3)) == sorted(keys)
+    assert hash_order(keys, 0, "a") == hash_order(keys[::-1], 0, "a")
+    assert hash_order(keys, 0, "a") != hash_order(keys, 1, "a")
+    assert hash_order(keys, 0, "a") != hash_order(keys, 0, "b")
+    assert sorted(hash_order(keys, 3, "a")) == sorted(keys)
+
+
+def test_mixed_order_does_not_follow_the_subset_choice():
+    """A task thinned from 2000 records to 20 must not crowd the front of the mixed order."""
+    def records(task: str, n: int) -> list[Record]:
+        return [Record(id=f"{task}/{i}", task=task, image=Path(f"/x/{task}{i}.png"), question="q", answer="a",
+                       meta={}) for i in range(n)]
+    kept = select({"train": records("vqa", 2000)}, 20, lambda r: r.task, seed=0)["train"]
+    mixed = shuffled(kept + records("caption", 20), seed=0)
+    positions = [i for i, r in enumerate(mixed) if r.task == "vqa"]
+    assert len(positions) == 20
+    assert 12 <= sum(positions) / len(positions) <= 27  # mean position of 20 of 40 at random: 19.5 +- 2.6
 
 
 def test_assign_groups_is_stratified():

@@ -106,6 +106,13 @@ def test_two_process_data_parallel_equals_one_process(reference, run_overrides, 
     got, want = losses(out / "train" / "student_kd" / "metrics.jsonl"), losses(reference.metrics)
     for a, b in zip(got, want, strict=True):
         assert a == pytest.approx(b, abs=1e-5, rel=1e-5)
+    # Two processes sum the gradient in another order (float32 rounding, ~1e-7 relative). Adam divides
+    # by sqrt(v), so an element whose gradient nearly cancels can turn that rounding into up to one
+    # learning rate per step: almost every element must match closely, none may drift by a step.
+    lr = get_profile("tiny", run_overrides).train.kd_lr
     ref_weights = weights(reference.model)
     for key, value in weights(out / "models" / "student_kd").items():
-        torch.testing.assert_close(value, ref_weights[key], atol=1e-5, rtol=1e-4)
+        want = ref_weights[key]
+        off = ~torch.isclose(value, want, atol=1e-5, rtol=1e-4)
+        assert off.float().mean() <= 1e-3, f"{key}: {int(off.sum())} of {off.numel()} elements differ"
+        assert (value - want).abs().max() < lr, key
