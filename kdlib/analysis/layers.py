@@ -28,6 +28,7 @@ import torch
 from kdlib.analysis.similarity import adjacent_layer_cosine, vision_text_cosine, vision_text_distance
 from kdlib.data.collate import Collator
 from kdlib.data.records import Record
+from kdlib.models.feature_cache import data_processor
 from kdlib.models.features import mllm_forward, num_image_tokens
 from kdlib.models.io import load_mllm
 from kdlib.models.lora import unwrap
@@ -148,7 +149,8 @@ def model_profiles(model_dirs: dict[str, Path], records: Sequence[Record], max_l
     profiles = {}
     for name, folder in model_dirs.items():
         mllm = load_mllm(folder, device=device)
-        collate = Collator(mllm.tokenizer, mllm.image_processor, num_image_tokens(mllm.model), max_length)
+        processor = data_processor(mllm.model, mllm.image_processor)
+        collate = Collator(mllm.tokenizer, processor, num_image_tokens(mllm.model), max_length)
         batches = (collate(list(records[i:i + batch_size])) for i in range(0, len(records), batch_size))
         profiles[name] = batched_profile(mllm.model, batches, special_token_ids(mllm.tokenizer))
         del mllm

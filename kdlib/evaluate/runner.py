@@ -25,7 +25,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -171,6 +171,7 @@ def evaluate_study(ctx: RunContext, models: Sequence[str] = MODELS, tasks: Seque
     """
     from kdlib.data.study import load_study
     from kdlib.evaluate.generate import answer_budget
+    from kdlib.models.feature_cache import data_processor
 
     specs = [eval_task(t) for t in tasks]
     folders = {name: Path(ctx.out_dir) / "models" / name for name in models}
@@ -183,6 +184,8 @@ def evaluate_study(ctx: RunContext, models: Sequence[str] = MODELS, tasks: Seque
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for name, folder in folders.items():
         mllm = load_model_dir(folder, ctx.device, dtype)
+        mllm = replace(mllm, image_processor=data_processor(mllm.model, mllm.image_processor,
+                                                            Path(ctx.out_dir) / "cache" / "vision"))
         results[name] = {}
         for spec in specs:
             records = spec.select(study.test)[:limit]

@@ -34,7 +34,7 @@ from PIL import Image
 from torch import Tensor
 
 from kdlib.models.lora import unwrap
-from kdlib.models.pooling import pooled_tower, projector_inputs
+from kdlib.models.pooling import PooledVisionTower, pooled_tower, projector_inputs
 
 
 def tower_fingerprint(model: Any, image_processor: Any) -> str:
@@ -97,3 +97,11 @@ class FeatureCache:
         tmp = self.folder / f".{key}.{os.getpid()}.tmp"
         torch.save(feature, tmp)
         os.replace(tmp, self.folder / f"{key}.pt")
+
+
+def data_processor(model: Any, image_processor: Any, folder: str | os.PathLike | None = None) -> Any:
+    """What the collator should use for ``model``: a :class:`FeatureCache` (on disk under
+    ``folder``) when its vision tower is pooled (``small``), else ``image_processor`` itself."""
+    if isinstance(unwrap(model).model.vision_tower, PooledVisionTower):
+        return FeatureCache(model, image_processor, folder)
+    return image_processor

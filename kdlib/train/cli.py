@@ -33,6 +33,8 @@ def add_parser(sub) -> None:
     p.add_argument("--ablate", action="append", choices=ABLATIONS, default=[], metavar="TERM",
                    help=f"drop a term of the paper method (repeatable): {', '.join(ABLATIONS)}")
     p.add_argument("--resume", action="store_true", help="continue from the run's newest checkpoint")
+    p.add_argument("--no-reuse", action="store_true",
+                   help="train even when the saved model already has this configuration and every step")
     add_run_args(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/{profile.name}").expanduser().resolve()
     paths = train_run(profile, args.method, out, data_root=args.data_root or None, role=args.role,
                       ablate=args.ablate, seed=args.seed, progress=not args.no_progress, resume=args.resume,
-                      device=None if args.device == "auto" else args.device)
+                      reuse=not args.no_reuse, device=None if args.device == "auto" else args.device)
     if PartialState().is_main_process:
         print(f"model: {paths.model}\nmetrics: {paths.metrics}")
     return 0

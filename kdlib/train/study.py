@@ -6,10 +6,14 @@ Layout under the output folder of a profile (``RunContext.out_dir``)::
     models/student_sft/   baseline student after SFT
     models/student_kd/    student distilled with the paper's method (student_<method> for others)
     train/<name>/         config.json, metrics.jsonl, checkpoints/ of each run
+    cache/vision/         projector inputs of the frozen pooled tower (``small``; FeatureCache)
 
 :func:`train_run` does one run (what ``kdlib train`` calls); :func:`run_study_training` the
 three of the book's training chapter (teacher SFT, student SFT, ``paper`` distillation).
 Distillation loads the two SFT models from ``models/``, so the runs can also be done one by one.
+A run whose saved model and ``config.json`` match what would be trained now (same configuration
+and profile, every step logged) is reused, not retrained: rebuilding the ``small`` book does not
+repeat an hour of training. ``reuse=False`` (``kdlib train --no-reuse``) trains anyway.
 """
 
 from __future__ import annotations
@@ -18,15 +22,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+import json
+
 import torch
 from accelerate import PartialState
 
 from kdlib.data.pretrain import pretrain_texts
 from kdlib.data.study import Study, corpus_texts, load_study
 from kdlib.models import ModelPair, build_pair, build_tokenizer, load_mllm, save_mllm
+from kdlib.models.feature_cache import data_processor
 from kdlib.profiles import Profile
 from kdlib.train.config import TrainConfig
 from kdlib.train.distill import distill
+from kdlib.train.metrics_log import read_metrics
 from kdlib.train.sft import train_sft
 
 
@@ -67,10 +75,32 @@ def _save(path: Path, model: Any, tokenizer: Any, image_processor: Any) -> None:
     state.wait_for_everyone()
 
 
+def _newest(folder: Path) -> float:
+    return max((f.stat().st_mtime for f in folder.iterdir()), default=0.0)
+
+
+def finished_run(run_dir: Path, model_dir: Path, cfg: TrainConfig, profile: Profile,
+                 starts: Iterable[Path] = ()) -> RunPaths | None:
+    """The run's paths when ``model_dir`` is saved after its ``starts`` (the models it began
+    from) and ``run_dir`` holds this configuration (``progress`` aside) and profile with all
+    ``cfg.steps`` steps logged; else None."""
+    config, metrics = run_dir / "config.json", run_dir / "metrics.jsonl"
+    if not (model_dir.is_dir() and config.is_file() and metrics.is_file()):
+        return None
+    if any(_newest(start) > _newest(model_dir) for start in starts):
+        return None
+    saved = json.loads(config.read_text())
+    want = json.loads(json.dumps({"train": cfg.to_dict(), "profile": profile.to_dict()}))
+    same = all(saved.get(key) == value for key, value in want.items() if key != "train") and \
+        {k: v for k, v in saved.get("train", {}).items() if k != "progress"} == \
+        {k: v for k, v in want["train"].items() if k != "progress"}
+    return RunPaths(model_dir, metrics) if same and len(read_metrics(metrics)) == cfg.steps else None
+
+
 def train_run(profile: Profile, method: str, out_dir: Path, data_root: str | Path | None = None,
               role: str = "student", ablate: Iterable[str] = (), seed: int = 0, progress: bool = True,
               resume: bool = False, device: str | torch.device | None = None, study: Study | None = None,
-              **changes: Any) -> RunPaths:
+              reuse: bool = True, **changes: Any) -> RunPaths:
     """Train one model of the study and save it under ``out_dir/models/<run name>``.
 
     ``sft`` starts from :func:`build_models` (``role`` picks teacher or student); the
@@ -78,22 +108,28 @@ def train_run(profile: Profile, method: str, out_dir: Path, data_root: str | Pat
     before any data is read). ``changes`` override :class:`TrainConfig` fields.
     """
     cfg = TrainConfig.from_profile(profile, method, ablate, role=role, seed=seed, **changes)
+    run_dir, model_dir = out_dir / "train" / cfg.run_name, out_dir / "models" / cfg.run_name
     starts = [] if method == "sft" else [_require_model(out_dir, "teacher", "--method sft --role teacher"),
                                          _require_model(out_dir, "student_sft", "--method sft --role student")]
+    done = finished_run(run_dir, model_dir, cfg, profile, starts) if reuse else None
+    if done is not None:
+        if progress:
+            print(f"{cfg.run_name}: reusing {model_dir} (same configuration, all {cfg.steps} steps done)")
+        return done
     study = study or load_study(profile, data_root, seed)
-    run_dir = out_dir / "train" / cfg.run_name
     common = dict(seed=seed, progress=progress, resume=resume, device=device, **changes)
     if method == "sft":
         pair = build_models(profile, study, seed)
-        tokenizer, processor = pair.tokenizer, pair.image_processor
-        result = train_sft(getattr(pair, role), tokenizer, processor, study, profile, run_dir, role=role, **common)
+        model, tokenizer, processor = getattr(pair, role), pair.tokenizer, pair.image_processor
+        result = train_sft(model, tokenizer, data_processor(model, processor, out_dir / "cache" / "vision"),
+                           study, profile, run_dir, role=role, **common)
     else:
         teacher, start = (load_mllm(path) for path in starts)
         tokenizer, processor = start.tokenizer, start.image_processor
         pt = pretrain_texts(profile, data_root, seed) if "lm" in cfg.terms else ()
-        result = distill(start.model, teacher.model, tokenizer, processor, study, profile, method, run_dir,
-                         ablate=ablate, pt_texts=pt, **common)
-    model_dir = out_dir / "models" / cfg.run_name
+        result = distill(start.model, teacher.model, tokenizer,
+                         data_processor(start.model, processor, out_dir / "cache" / "vision"), study, profile,
+                         method, run_dir, ablate=ablate, pt_texts=pt, **common)
     _save(model_dir, result.model, tokenizer, processor)
     return RunPaths(model_dir, result.metrics)
 

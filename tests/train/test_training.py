@@ -18,7 +18,8 @@ from kdlib.models import load_mllm
 from kdlib.profiles import get_profile
 from kdlib.train.metrics_log import TIMING_KEYS, read_metrics
 from kdlib.train.sft import train_sft
-from kdlib.train.study import train_run
+from kdlib.train.config import TrainConfig
+from kdlib.train.study import finished_run, train_run
 
 STEPS = 4  # the run compared across the tests below: 4 steps of the paper method, checkpoints every 2
 
@@ -70,6 +71,24 @@ def test_one_seed_gives_identical_runs(reference, run_overrides, start_models, d
     assert losses(again.metrics) == losses(reference.metrics)
     first, second = weights(reference.model), weights(again.model)
     assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_a_finished_run_is_reused_not_retrained(reference, run_overrides, data_root, study, tmp_path):
+    profile = get_profile("tiny", run_overrides)
+    out = reference.model.parent.parent
+    saved = (reference.model / "model.safetensors").stat().st_mtime_ns
+    assert train_run(profile, "paper", out, data_root, progress=False, study=study) == reference
+    assert (reference.model / "model.safetensors").stat().st_mtime_ns == saved
+    run_dir = out / "train" / "student_kd"
+    cfg = TrainConfig.from_profile(profile, "paper")
+    assert finished_run(run_dir, reference.model, cfg, profile) == reference
+    other = TrainConfig.from_profile(get_profile("tiny", {**run_overrides, "train.kd_lr": 1e-4}), "paper")
+    assert finished_run(run_dir, reference.model, other, profile) is None
+    newer_teacher = tmp_path / "teacher"
+    newer_teacher.mkdir()
+    (newer_teacher / "model.safetensors").write_bytes(b"")
+    os.utime(newer_teacher / "model.safetensors", ns=(saved + 10**9, saved + 10**9))
+    assert finished_run(run_dir, reference.model, cfg, profile, [newer_teacher]) is None
 
 
 def test_a_killed_run_resumes_with_the_same_loss_curve(reference, run_overrides, start_models, data_root, study,
