@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from kdlib.models.features import num_image_tokens
 from kdlib.models.io import LoadedMLLM
 from kdlib.models.lora import unwrap
+from kdlib.models.pooling import inner_tower
 from kdlib.pruning import anchored_select, background_prune
 
 
@@ -96,7 +97,7 @@ class PrunedMLLM(nn.Module):
             raise ValueError(f"keep = {keep} must be in [1, {self.num_image_tokens}]")
         self.keep, self.threshold, self.grid = keep, threshold, (side, side)
         self.layer_index = base.config.vision_feature_layer
-        self._projections = query_value_maps(base.model.vision_tower, self.layer_index)  # a tuple: not registered twice
+        self._projections = query_value_maps(inner_tower(base), self.layer_index)  # a tuple: not registered twice
         self.clusters: list[int] = []
 
     @property

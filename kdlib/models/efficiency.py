@@ -8,7 +8,10 @@ Attention runs ``eager`` so its two ``T x T`` products are counted (the CPU SDPA
 invisible to the counter); they are counted in full, causal mask or not. ``tiny`` runs on real
 (random) weights; ``paper`` runs on the meta device (shapes only, no weights) with the published
 sizes: Vicuna-7B/13B v1.5 (``profile.student``/``profile.teacher``, 32,000 tokens), CLIP
-ViT-L/14 at 504 px (1,296 + 1 positions) and the 2-layer projector.
+ViT-L/14 at 504 px (1,296 + 1 positions) and the 2-layer projector. ``small`` also runs on the
+meta device, with the configs of its pretrained models (read from the model root or hub: the
+student keeps ``keep_layers`` of the teacher's decoder, the vocabulary has the ``<image>`` row).
+A parameter shared by two modules (SmolLM2 ties ``lm_head`` to the embeddings) counts once.
 
 The paper's numbers (Table 8: GeoChat-7B 6,760.72 M / 6,904.53 G; GeoChat-13B 13,048.66 M /
 13,377.05 G) follow another convention, found by trying the candidates:
@@ -33,11 +36,12 @@ from typing import Any, Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-from transformers import LlavaForConditionalGeneration
+from transformers import AutoConfig, LlavaForConditionalGeneration, PretrainedConfig
 
-from kdlib.models.build import LLAMA2_VOCAB, spec_configs
+from kdlib.models.build import LLAMA2_VOCAB, llava_config, llm_config, vision_config
 from kdlib.models.features import num_image_tokens, projector_features
-from kdlib.profiles import Profile
+from kdlib.models.io import locate_model
+from kdlib.profiles import LLMSpec, Profile
 
 DEFAULT_TEXT_LEN = 512  # the text length that reproduces Table 8's FLOPs (see the module docstring)
 PAPER_TABLE8 = {"teacher": {"model": "GeoChat-13B", "params_M": 13048.66, "flops_G": 13377.05},
@@ -59,8 +63,31 @@ def _lm(model: Any, embeds: torch.Tensor) -> Any:
     return model(inputs_embeds=embeds, attention_mask=mask, use_cache=False)
 
 
-def _numel(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+def _numel(*modules: torch.nn.Module) -> int:
+    """Parameters of ``modules``, each tensor once (tied weights are one parameter)."""
+    return sum(p.numel() for p in {id(p): p for m in modules for p in m.parameters()}.values())
+
+
+def _text_config(spec: LLMSpec, vocab_size: int) -> PretrainedConfig:
+    """The LLM config: from the spec's sizes, else the pretrained model's own, cut to ``keep_layers``."""
+    if spec.hidden_size > 0:
+        return llm_config(spec, vocab_size)
+    config = AutoConfig.from_pretrained(locate_model(str(spec.name_or_path)))
+    config.vocab_size = vocab_size
+    if spec.keep_layers:
+        config.num_hidden_layers = len(spec.keep_layers)
+        if getattr(config, "layer_types", None):
+            config.layer_types = [config.layer_types[i] for i in spec.keep_layers]
+    return config
+
+
+def _vocab_size(profile: Profile) -> int:
+    """Random profiles: theirs; published sizes: LLaMA-2's; pretrained LLMs: theirs + the ``<image>`` row."""
+    if profile.vocab_size:
+        return profile.vocab_size
+    if profile.teacher.hidden_size > 0:
+        return LLAMA2_VOCAB
+    return AutoConfig.from_pretrained(locate_model(str(profile.teacher.name_or_path))).vocab_size + 1
 
 
 def _part(params: int, flops: int) -> dict[str, float]:
@@ -83,8 +110,9 @@ def count_model(model: Any, text_len: int, batch_size: int = 1) -> dict[str, Any
         _, llm = _flops(lambda: _lm(model, sequence))
         _, llm_text_only = _flops(lambda: _lm(model, text))
     params = {"vision_tower": _numel(inner.vision_tower), "projector": _numel(inner.multi_modal_projector),
-              "llm": _numel(inner.language_model) + _numel(model.lm_head)}
-    positions = next(p for n, p in inner.vision_tower.named_parameters() if n.endswith("position_embedding.weight"))
+              "llm": _numel(inner.language_model, model.lm_head)}
+    positions = next(p for n, p in inner.vision_tower.named_parameters()
+                     if n.endswith(("position_embedding.weight", "position_embeddings")))
     flops = {"vision_tower": tower_and_projector - projector, "projector": projector, "llm": llm}
     return {
         **_part(sum(params.values()), sum(flops.values())),
@@ -97,15 +125,17 @@ def efficiency(profile: Profile, text_len: int = DEFAULT_TEXT_LEN, batch_size: i
                device: str | None = None) -> dict[str, Any]:
     """Params (M) and FLOPs (G) of the profile's teacher and student for one image + ``text_len``
     text tokens. ``device`` defaults to ``cpu`` (real random weights) for random profiles and to
-    ``meta`` (no weights) otherwise."""
+    ``meta`` (no weights) otherwise; pretrained models (``small``) need their configs (model root or hub)."""
     if text_len < 1 or batch_size < 1:
         raise ValueError(f"text_len {text_len} and batch_size {batch_size} must be >= 1")
     random = profile.teacher.name_or_path is None and profile.student.name_or_path is None
     device = device or ("cpu" if random else "meta")
-    vocab = profile.vocab_size or LLAMA2_VOCAB
-    configs = spec_configs(profile, vocab, image_token=0, attn_implementation="eager")
+    vocab = _vocab_size(profile)
+    vision = vision_config(profile.vision)
     result: dict[str, Any] = {}
-    for role, config in zip(("teacher", "student"), configs):
+    for role in ("teacher", "student"):
+        text = _text_config(getattr(profile, role), vocab)
+        config = llava_config(vision, text, 0, profile.vision, attn_implementation="eager")
         with torch.random.fork_rng(devices=[]), torch.device(device):
             torch.manual_seed(0)
             model = LlavaForConditionalGeneration(config).eval()

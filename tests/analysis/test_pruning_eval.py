@@ -11,7 +11,7 @@ from kdlib.analysis.pruning_eval import (PrunedMLLM, answer_nll, drop_image_toke
                                          select_visual_tokens)
 from kdlib.evaluate.generate import generation_collator, greedy_config
 from kdlib.evaluate.runner import evaluate_model
-from kdlib.models import num_image_tokens
+from kdlib.models import build_pair, num_image_tokens
 from kdlib.models.io import LoadedMLLM
 from kdlib.pruning import anchored_select, background_prune
 
@@ -58,6 +58,18 @@ def test_pruned_model_feeds_k_tokens_and_keep_all_is_the_model(student, records)
     assert out.logits.shape[1] == batch["input_ids"].shape[1] - (n - 4)
     assert out.image_hidden_states.shape[0] == 2 * 4
     assert len(pruned.clusters) == 2 and all(1 <= c <= n for c in pruned.clusters)
+
+
+def test_pruning_works_on_a_pooled_tower(pair, profile, records):
+    """``small`` pools the ViT grid (4 x 4 -> 2 x 2 here); pruning then picks among the pooled tokens."""
+    pooled = build_pair(profile.override({"vision.pool_grid": 2}), pair.tokenizer, seed=1)
+    mllm = LoadedMLLM(pooled.student.eval(), pooled.tokenizer, pooled.image_processor)
+    batch = generation_collator(mllm)(records[:2])
+    pruned = PrunedMLLM(mllm.model, 2)
+    with torch.no_grad():
+        out = pruned(**batch)
+    assert out.image_hidden_states.shape[0] == 2 * 2
+    assert len(pruned.clusters) == 2 and all(1 <= c <= 4 for c in pruned.clusters)
 
 
 def test_pruned_generate_returns_the_original_prompt_then_new_tokens(student, records):

@@ -52,9 +52,16 @@ def test_student_is_the_teacher_llm_with_layers_removed(model_root, make_batch):
     assert step.logits.shape[:2] == (2, 1)
 
 
-def test_pooling_is_not_there_yet(model_root):
-    with pytest.raises(ValueError, match="pool_grid=8"):
-        build_pair(_small(**{"vision.pool_grid": "8"}))
+def test_pooled_tower_gives_grid_squared_image_tokens(model_root, make_batch):
+    pair = build_pair(_small(**{"vision.pool_grid": "2"}))
+    ids, mask, pixels = make_batch(pair.student)
+    out = mllm_forward(pair.student, ids, pixels, mask)
+    assert out.projector.shape == (2, 4, 32)  # 4 x 4 patches averaged to 2 x 2
+
+
+def test_pool_grid_must_divide_the_patch_grid(model_root):
+    with pytest.raises(ValueError, match="pool_grid=3 must divide the 4 x 4 patch grid"):
+        build_pair(_small(**{"vision.pool_grid": "3"}))
 
 
 def test_missing_models_say_how_to_get_them(monkeypatch, tmp_path):

@@ -112,3 +112,16 @@ def test_without_the_models_small_says_which_is_missing_and_how_to_get_it(monkey
     small = get_profile("small")
     with pytest.raises(MissingModelError, match=rf"{small.teacher.name_or_path}.*set KDLIB_MODEL_ROOT to a folder"):
         build_pair(small)
+
+
+def test_efficiency_counts_the_real_small_models_once(small_pair):
+    from kdlib.models.efficiency import efficiency
+
+    counted = efficiency(get_profile("small"))
+    for role in ("teacher", "student"):
+        model = getattr(small_pair, role)
+        unique = {id(p): p for p in model.parameters()}.values()  # lm_head is tied to the embeddings
+        assert counted[role]["params_M"] == pytest.approx(sum(p.numel() for p in unique) / 1e6, abs=0.01)
+        llm = {id(p): p for p in [*model.model.language_model.parameters(), *model.lm_head.parameters()]}.values()
+        assert counted[role]["parts"]["llm"]["params_M"] == pytest.approx(sum(p.numel() for p in llm) / 1e6, abs=0.01)
+    assert counted["input"]["image_tokens"] == num_image_tokens(small_pair.student)
