@@ -13,6 +13,11 @@ Models are ``<out_dir>/models/<model>`` folders (``teacher``, ``student_sft``, `
 ``student_<method>``; :func:`kdlib.models.io.save_mllm`). :func:`score_geochat_7b` scores the real
 GeoChat-7B answer files of ``<data_root>/geochat_bench`` into ``results/geochat_7b_real/``.
 
+A result is reused, not regenerated, when it was written after the model was saved, for the same
+profile, seed, test records (sha256 of their ids) and token budget, and its answer file is still
+there: rebuilding the ``small`` book re-reads an evaluation instead of repeating it
+(``kdlib evaluate --no-reuse`` regenerates).
+
     kdlib evaluate --profile tiny [--models teacher student_kd] [--tasks scene_aid vqa_lr]
                    [--out DIR] [--data-root DIR] [--batch-size 16] [--max-new-tokens N] [--geochat-7b]
 """
@@ -20,6 +25,7 @@ GeoChat-7B answer files of ``<data_root>/geochat_bench`` into ``results/geochat_
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import tempfile
@@ -159,15 +165,34 @@ def read_result(ctx: RunContext, model: str, task: str, producer: str = "scene_c
     return json.loads(ctx.require("results", model, f"{task}.json", producer=producer).read_text())
 
 
+def records_digest(records: Sequence[Record]) -> str:
+    """sha256 of the records' ids in order: which test records a result answered."""
+    return hashlib.sha256("\n".join(r.id for r in records).encode()).hexdigest()
+
+
+def reusable_result(ctx: RunContext, model: str, task: str, model_dir: Path, digest: str,
+                    max_new_tokens: int) -> dict[str, Any] | None:
+    """The saved result of ``model`` on ``task`` when it still holds (module docstring), else None."""
+    path = Path(ctx.out_dir) / "results" / model / f"{task}.json"
+    if not path.is_file() or path.stat().st_mtime < max(f.stat().st_mtime for f in model_dir.iterdir()):
+        return None
+    result = json.loads(path.read_text())
+    prov = result.get("provenance", {})
+    same = (prov.get("profile"), prov.get("seed"), prov.get("records"), prov.get("max_new_tokens")) == \
+        (ctx.profile.name, ctx.seed, digest, max_new_tokens)
+    return result if same and Path(prov.get("answers", "")).is_file() else None
+
+
 def evaluate_study(ctx: RunContext, models: Sequence[str] = MODELS, tasks: Sequence[str] = TASK_NAMES, *,
                    batch_size: int = 16, max_new_tokens: int | None = None,
-                   limit: int | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+                   limit: int | None = None, reuse: bool = True) -> dict[str, dict[str, dict[str, Any]]]:
     """Evaluate the trained ``models`` of ``ctx.out_dir/models`` on the test split of ``tasks``.
 
     ``ctx`` is a :class:`kdlib.book.RunContext`. Writes the answers and the results (module
     docstring) and returns ``{model: {task: result}}``. The token budget of a task is
     :func:`~kdlib.evaluate.generate.answer_budget` of its *training* answers unless
     ``max_new_tokens`` is given; ``limit`` caps the records per task (first in split order).
+    ``reuse`` keeps results that still hold (:func:`reusable_result`).
     """
     from kdlib.data.study import load_study
     from kdlib.evaluate.generate import answer_budget
@@ -191,13 +216,19 @@ def evaluate_study(ctx: RunContext, models: Sequence[str] = MODELS, tasks: Seque
             records = spec.select(study.test)[:limit]
             train = [r.answer for r in spec.select(study.train)]
             budget = max_new_tokens if max_new_tokens is not None else answer_budget(train, mllm.tokenizer)
+            digest = records_digest(records)
+            kept = reusable_result(ctx, name, spec.name, folder, digest, budget) if reuse else None
+            if kept is not None:
+                results[name][spec.name] = kept
+                continue
             run = evaluate_model(mllm, records, spec.name, answers_path(ctx, name, spec.name),
                                  image_dir=crops_dir(ctx), max_new_tokens=budget, batch_size=batch_size,
                                  progress=ctx.progress)
             result = score_answers(spec.name, run.path, crops_dir(ctx))
             results[name][spec.name] = write_result(ctx, name, spec.name, result, n=run.n,
                                                     max_new_tokens=run.max_new_tokens, seconds=round(run.seconds, 2),
-                                                    answers=str(run.path), split="test")
+                                                    answers=str(run.path), split="test", seed=ctx.seed,
+                                                    records=digest)
     return results
 
 
@@ -231,6 +262,8 @@ def add_parser(sub) -> None:
     p.add_argument("--max-new-tokens", type=int, default=None, metavar="N",
                    help="answer length cap for every task (default: per task, from its training answers)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="at most N test records per task")
+    p.add_argument("--no-reuse", action="store_true",
+                   help="regenerate answers even when a saved result still holds (same model, records, budget)")
     p.add_argument("--geochat-7b", action="store_true",
                    help="also score the real GeoChat-7B answer files of DATA_ROOT/geochat_bench")
     add_run_args(p)
@@ -250,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
     ctx = setup(args.profile, args.data_root, args.out, args.seed, args.device, not args.no_progress,
                 parse_overrides(args.overrides), glue=False)
     results = evaluate_study(ctx, args.models, args.tasks, batch_size=args.batch_size,
-                             max_new_tokens=args.max_new_tokens, limit=args.limit)
+                             max_new_tokens=args.max_new_tokens, limit=args.limit, reuse=not args.no_reuse)
     if args.geochat_7b:
         results[REAL_GEOCHAT] = score_geochat_7b(ctx, [t for t in args.tasks if t in GEOCHAT_7B_FILES])
     print(headline_table(results).to_string())

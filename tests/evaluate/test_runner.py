@@ -4,6 +4,7 @@ errors, and ``kdlib evaluate`` end to end on the tiny profile."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,25 @@ def test_evaluate_cli_writes_answers_and_results(data_root: Path, tmp_path: Path
             assert result["provenance"]["profile"] == "tiny" and result["provenance"]["max_new_tokens"] == 3
     assert any((tmp_path / "answers" / "images").glob("*.png"))
     assert "scene_ucmerced OA" in capsys.readouterr().out
+
+
+def test_evaluate_reuses_results_that_still_hold(data_root: Path, tmp_path: Path) -> None:
+    save_tiny_models(tmp_path)
+    argv = ["evaluate", "--profile", "tiny", "--out", str(tmp_path), "--data-root", str(data_root), "--models",
+            "student_kd", "--tasks", "scene_ucmerced", "--limit", "2", "--max-new-tokens", "3", "--no-progress"]
+    answers = tmp_path / "answers" / "student_kd" / "scene_ucmerced.jsonl"
+
+    def written() -> int:
+        return answers.stat().st_mtime_ns
+
+    assert main(argv) == 0
+    first = written()
+    assert main(argv) == 0 and written() == first  # same model, records and budget: reused
+    assert main([*argv[:-2], "4", "--no-progress"]) == 0 and written() > first  # another token budget
+    second = written()
+    assert main([*argv, "--no-reuse"]) == 0 and written() > second
+    third = written()
+    later = third / 1e9 + 5
+    for f in (tmp_path / "models" / "student_kd").iterdir():  # the model is saved again after the result
+        os.utime(f, (later, later))
+    assert main(argv) == 0 and written() > third
