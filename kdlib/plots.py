@@ -209,3 +209,20 @@ def ratio_bars(ratios: Mapping[str, Mapping[str, float]]) -> Figure:
     handles = [Patch(color=f"C{i}", label=series) for i, series in enumerate(ratios)]
     ax.legend(handles=handles, fontsize=8)
     return fig
+
+
+def seed_panels(table: pd.DataFrame) -> Figure:
+    """One panel per task of :func:`kdlib.evaluate.seeds.seed_table`: each model's mean over seeds as a
+    bar with its 95% interval (no bar for one seed), the paper's value as a red cross."""
+    tasks = list(dict.fromkeys(table.index.get_level_values("task")))
+    fig, axes = subplots(1, len(tasks), figsize=(2.6 * len(tasks), 3.2), squeeze=False, layout="constrained")
+    for ax, task in zip(axes.flat, tasks):
+        part = table.loc[task]
+        x = np.arange(len(part))
+        ax.bar(x, part["mean"], yerr=part["± 95% CI"].fillna(0), capsize=4, color="#8fb3d9", label="kdlib, mean")
+        ax.scatter(x, part["paper"], marker="x", color="#b22222", zorder=3, label="paper")
+        ax.set_xticks(x, part.index, rotation=30, ha="right", fontsize=8)
+        ax.set_title(f"{task} {part['metric'].iloc[0]}", fontsize=9)
+    axes.flat[0].set_ylabel("%")
+    axes.flat[0].legend(fontsize=7)
+    return fig

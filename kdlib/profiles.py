@@ -128,6 +128,10 @@ class TrainSpec:
         _check(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio must be in [0, 1)")
 
 
+NOT_IN_RUNS = ("description", "budget", "seeds")
+"""Profile fields that describe the study, not one run: a saved run stays valid when they change."""
+
+
 @dataclass(frozen=True)
 class Profile:
     name: str
@@ -141,9 +145,11 @@ class Profile:
     vocab_size: int = 0  # size of the tokenizer kdlib trains (tiny); 0 = the model's own
     dtype: str = "float32"  # float32 | bfloat16 (autocast on GPU)
     budget: str = ""  # what the profile costs, in words
+    seeds: int = 3  # seeds of the three main models (the book's seeds chapter: mean and 95% CI)
 
     def __post_init__(self) -> None:
         _check(self.name in PROFILE_NAMES, f"unknown profile {self.name!r}; choose one of {PROFILE_NAMES}")
+        _check(self.seeds >= 1, f"seeds {self.seeds} must be >= 1")
         _check(self.dtype in ("float32", "bfloat16"), f"dtype {self.dtype!r} must be float32 or bfloat16")
         t, s = self.teacher, self.student
         if t.name_or_path is None and s.name_or_path is None:
@@ -162,6 +168,10 @@ class Profile:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def run_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the fields that cannot change a training run (:data:`NOT_IN_RUNS`)."""
+        return {k: v for k, v in self.to_dict().items() if k not in NOT_IN_RUNS}
 
 
 def _replace_path(obj: Any, parts: list[str], value: Any, key: str) -> Any:
@@ -246,6 +256,7 @@ def _paper() -> Profile:
                         max_new_tokens=256, grounding_steps=1600, checkpoint_every=200),
         dtype="bfloat16",
         budget="6 x A100-80GB; the teacher is a user-given GeoChat-13B path or hub id (teacher.name_or_path)",
+        seeds=1,
     )
 
 
@@ -290,6 +301,7 @@ def profile_rows() -> list[tuple[str, ...]]:
         ("images per class", *[str(p.data.per_class or "all") for p in ps]),
         ("SFT / KD steps", *[f"{p.train.sft_steps} / {p.train.kd_steps}" for p in ps]),
         ("global batch", *[str(p.train.batch_size) for p in ps]),
+        ("seeds", *[str(p.seeds) for p in ps]),
         ("budget", *[p.budget for p in ps]),
     ]
     return rows

@@ -12,7 +12,9 @@ Readers are all-or-nothing: the first malformed line, unknown class or unreadabl
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,11 @@ class Record:
         """
         crop = self.meta.get("crop")
         return f"{self.image}#{','.join(map(str, crop))}" if crop else str(self.image)
+
+
+def records_digest(records: Sequence[Record]) -> str:
+    """sha256 of the records' ids in order: which records a run trained on or a result answered."""
+    return hashlib.sha256("\n".join(r.id for r in records).encode()).hexdigest()
 
 
 def load_image(record: Record) -> Image.Image:

@@ -77,7 +77,8 @@ def load_results(ctx: RunContext, models: Sequence[str], tasks: Sequence[str],
     return {m: {t: read_result(ctx, m, t, producer) for t in tasks} for m in models}
 
 
-def _paper(model: str, where: tuple[int, str, str]) -> float:
+def paper_number(model: str, where: tuple[int, str, str]) -> float:
+    """The paper's value for ``model`` (its :data:`PAPER_ROWS` row) at ``(table, metric, dataset)``; NaN if none."""
     if model not in PAPER_ROWS:
         return math.nan
     try:
@@ -98,7 +99,7 @@ def comparison_table(results: Mapping[str, Mapping[str, Mapping[str, Any]]], col
             value = per_task.get(column.task, {}).get(column.key)
             row[column.label] = math.nan if value is None else float(value)
             if column.paper is not None:
-                row[f"{column.label} (paper)"] = _paper(model, column.paper)
+                row[f"{column.label} (paper)"] = paper_number(model, column.paper)
         rows[MODEL_LABELS.get(model, model)] = row
     return pd.DataFrame.from_dict(rows, orient="index").round(2)
 

@@ -25,7 +25,6 @@ there: rebuilding the ``small`` book re-reads an evaluation instead of repeating
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import tempfile
@@ -37,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
-from kdlib.data.records import Record
+from kdlib.data.records import Record, records_digest
 from kdlib.evaluate.tasks import TASK_NAMES, answer_line, eval_task, write_crops
 
 if TYPE_CHECKING:
@@ -165,11 +164,6 @@ def read_result(ctx: RunContext, model: str, task: str, producer: str = "scene_c
     return json.loads(ctx.require("results", model, f"{task}.json", producer=producer).read_text())
 
 
-def records_digest(records: Sequence[Record]) -> str:
-    """sha256 of the records' ids in order: which test records a result answered."""
-    return hashlib.sha256("\n".join(r.id for r in records).encode()).hexdigest()
-
-
 def reusable_result(ctx: RunContext, model: str, task: str, model_dir: Path, digest: str,
                     max_new_tokens: int) -> dict[str, Any] | None:
     """The saved result of ``model`` on ``task`` when it still holds (module docstring), else None."""
@@ -185,14 +179,16 @@ def reusable_result(ctx: RunContext, model: str, task: str, model_dir: Path, dig
 
 def evaluate_study(ctx: RunContext, models: Sequence[str] = MODELS, tasks: Sequence[str] = TASK_NAMES, *,
                    batch_size: int = 16, max_new_tokens: int | None = None,
-                   limit: int | None = None, reuse: bool = True) -> dict[str, dict[str, dict[str, Any]]]:
+                   limit: int | None = None, reuse: bool = True,
+                   study: Any = None) -> dict[str, dict[str, dict[str, Any]]]:
     """Evaluate the trained ``models`` of ``ctx.out_dir/models`` on the test split of ``tasks``.
 
     ``ctx`` is a :class:`kdlib.book.RunContext`. Writes the answers and the results (module
     docstring) and returns ``{model: {task: result}}``. The token budget of a task is
     :func:`~kdlib.evaluate.generate.answer_budget` of its *training* answers unless
     ``max_new_tokens`` is given; ``limit`` caps the records per task (first in split order).
-    ``reuse`` keeps results that still hold (:func:`reusable_result`).
+    ``reuse`` keeps results that still hold (:func:`reusable_result`); ``study`` defaults to the
+    data of ``ctx.seed``.
     """
     from kdlib.data.study import load_study
     from kdlib.evaluate.generate import answer_budget
@@ -205,7 +201,7 @@ def evaluate_study(ctx: RunContext, models: Sequence[str] = MODELS, tasks: Seque
         raise FileNotFoundError(f"model folder(s) {', '.join(missing)} do not exist: run the notebook "
                                 f"'training' first (or kdlib train --profile {ctx.profile.name} --out {ctx.out_dir})")
     dtype = "bfloat16" if ctx.profile.dtype == "bfloat16" and ctx.device.type == "cuda" else None
-    study = load_study(ctx.profile, ctx.data_root, ctx.seed)
+    study = study or load_study(ctx.profile, ctx.data_root, ctx.seed)
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for name, folder in folders.items():
         mllm = load_model_dir(folder, ctx.device, dtype)

@@ -11,8 +11,8 @@ Layout under the output folder of a profile (``RunContext.out_dir``)::
 :func:`train_run` does one run (what ``kdlib train`` calls); :func:`run_study_training` the
 three of the book's training chapter (teacher SFT, student SFT, ``paper`` distillation).
 Distillation loads the two SFT models from ``models/``, so the runs can also be done one by one.
-A run whose saved model and ``config.json`` match what would be trained now (same configuration
-and profile, every step logged) is reused, not retrained: rebuilding the ``small`` book does not
+A run whose saved model, ``config.json`` and ``data.json`` match what would be trained now (same
+configuration, profile and training records, every step logged) is reused, not retrained: rebuilding the ``small`` book does not
 repeat an hour of training. ``reuse=False`` (``kdlib train --no-reuse``) trains anyway.
 """
 
@@ -28,10 +28,11 @@ import torch
 from accelerate import PartialState
 
 from kdlib.data.pretrain import pretrain_texts
+from kdlib.data.records import records_digest
 from kdlib.data.study import Study, corpus_texts, load_study
 from kdlib.models import ModelPair, build_pair, build_tokenizer, load_mllm, save_mllm
 from kdlib.models.feature_cache import data_processor
-from kdlib.profiles import Profile
+from kdlib.profiles import NOT_IN_RUNS, Profile
 from kdlib.train.config import TrainConfig
 from kdlib.train.distill import distill
 from kdlib.train.metrics_log import read_metrics
@@ -79,19 +80,35 @@ def _newest(folder: Path) -> float:
     return max((f.stat().st_mtime for f in folder.iterdir()), default=0.0)
 
 
-def finished_run(run_dir: Path, model_dir: Path, cfg: TrainConfig, profile: Profile,
+def data_file(run_dir: Path) -> Path:
+    """``run_dir/data.json``: which training records (:func:`~kdlib.data.records.records_digest`) a run saw."""
+    return run_dir / "data.json"
+
+
+def write_data_file(run_dir: Path, study: Study) -> None:
+    """Record the run's training records (main process, atomic), once its model is saved."""
+    if PartialState().is_main_process:
+        tmp = run_dir / "data.json.tmp"
+        tmp.write_text(json.dumps({"train_records": records_digest(study.train), "n": len(study.train)}))
+        tmp.replace(data_file(run_dir))
+
+
+def finished_run(run_dir: Path, model_dir: Path, cfg: TrainConfig, profile: Profile, study: Study,
                  starts: Iterable[Path] = ()) -> RunPaths | None:
     """The run's paths when ``model_dir`` is saved after its ``starts`` (the models it began
-    from) and ``run_dir`` holds this configuration (``progress`` aside) and profile with all
-    ``cfg.steps`` steps logged; else None."""
-    config, metrics = run_dir / "config.json", run_dir / "metrics.jsonl"
-    if not (model_dir.is_dir() and config.is_file() and metrics.is_file()):
+    from) and ``run_dir`` holds this configuration (``progress`` aside), profile (its
+    :meth:`~kdlib.profiles.Profile.run_dict`) and ``study.train`` records with all ``cfg.steps``
+    steps logged; else None."""
+    config, metrics, data = run_dir / "config.json", run_dir / "metrics.jsonl", data_file(run_dir)
+    if not (model_dir.is_dir() and config.is_file() and metrics.is_file() and data.is_file()):
+        return None
+    if json.loads(data.read_text()).get("train_records") != records_digest(study.train):
         return None
     if any(_newest(start) > _newest(model_dir) for start in starts):
         return None
     saved = json.loads(config.read_text())
-    want = json.loads(json.dumps({"train": cfg.to_dict(), "profile": profile.to_dict()}))
-    same = all(saved.get(key) == value for key, value in want.items() if key != "train") and \
+    want = json.loads(json.dumps({"train": cfg.to_dict(), "profile": profile.run_dict()}))
+    same = {k: v for k, v in saved.get("profile", {}).items() if k not in NOT_IN_RUNS} == want["profile"] and \
         {k: v for k, v in saved.get("train", {}).items() if k != "progress"} == \
         {k: v for k, v in want["train"].items() if k != "progress"}
     return RunPaths(model_dir, metrics) if same and len(read_metrics(metrics)) == cfg.steps else None
@@ -111,12 +128,12 @@ def train_run(profile: Profile, method: str, out_dir: Path, data_root: str | Pat
     run_dir, model_dir = out_dir / "train" / cfg.run_name, out_dir / "models" / cfg.run_name
     starts = [] if method == "sft" else [_require_model(out_dir, "teacher", "--method sft --role teacher"),
                                          _require_model(out_dir, "student_sft", "--method sft --role student")]
-    done = finished_run(run_dir, model_dir, cfg, profile, starts) if reuse else None
+    study = study or load_study(profile, data_root, seed)
+    done = finished_run(run_dir, model_dir, cfg, profile, study, starts) if reuse else None
     if done is not None:
         if progress:
-            print(f"{cfg.run_name}: reusing {model_dir} (same configuration, all {cfg.steps} steps done)")
+            print(f"{cfg.run_name}: reusing {model_dir} (same configuration and data, all {cfg.steps} steps done)")
         return done
-    study = study or load_study(profile, data_root, seed)
     common = dict(seed=seed, progress=progress, resume=resume, device=device, **changes)
     if method == "sft":
         pair = build_models(profile, study, seed)
@@ -131,17 +148,18 @@ def train_run(profile: Profile, method: str, out_dir: Path, data_root: str | Pat
                          data_processor(start.model, processor, out_dir / "cache" / "vision"), study, profile,
                          method, run_dir, ablate=ablate, pt_texts=pt, **common)
     _save(model_dir, result.model, tokenizer, processor)
+    write_data_file(run_dir, study)
     return RunPaths(model_dir, result.metrics)
 
 
 def run_study_training(ctx: Any, method: str = "paper", ablate: Iterable[str] = (), resume: bool = False,
-                       **changes: Any) -> StudyRuns:
+                       study: Study | None = None, **changes: Any) -> StudyRuns:
     """Teacher SFT, student SFT and distillation at ``ctx.profile`` (a :class:`kdlib.book.RunContext`).
 
     Saves ``models/{teacher,student_sft,student_kd}`` under ``ctx.out_dir`` and a metrics JSONL per
-    run; returns their paths by run name.
+    run; returns their paths by run name. ``study`` defaults to the data of ``ctx.seed``.
     """
-    study = load_study(ctx.profile, ctx.data_root, ctx.seed)
+    study = study or load_study(ctx.profile, ctx.data_root, ctx.seed)
     common = dict(out_dir=ctx.out_dir, data_root=ctx.data_root, seed=ctx.seed, progress=ctx.progress,
                   resume=resume, device=ctx.device, study=study, **changes)
     runs = {

@@ -1,0 +1,134 @@
+"""Several seeds of the study's three main models: mean, 95% confidence interval, the paper's ordering.
+
+The training chapter trains teacher, SFT student and distilled student for the book's seed
+(``ctx.seed``, in ``ctx.out_dir``); :func:`run_seeds` repeats training and evaluation for the next
+``profile.seeds - 1`` seeds, each in ``<out_dir>/seeds/seed<s>`` (same layout; finished runs and
+results that still hold are reused). A seed changes the random initialisation (projectors, ``tiny``
+models), the order of the training batches and the samples drawn during distillation; the data
+split stays the book's (``ctx.seed``), so every seed is scored on the same test records.
+
+Per model and task, over ``n`` seeds with values ``x_1..x_n``:
+
+    mean = (1/n) sum_i x_i,   CI_95 = mean +- t_{0.975, n-1} * s / sqrt(n),   s^2 = sum_i (x_i - mean)^2 / (n - 1)
+
+(Student's t; no interval for one seed). The paper's claim is an ordering (Tables 3-7: distilled
+student above the SFT student, below the teacher); it is tested on paired differences
+``d_i = x_i(student_kd) - x_i(student_sft)`` with the same interval: the ordering *holds* when the
+interval of ``d`` lies above 0, is *reversed* when it lies below 0, and is *undecided* otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import pandas as pd
+from scipy import stats
+
+from kdlib.evaluate.report import HEADLINE, MODEL_LABELS, paper_number
+from kdlib.evaluate.runner import MODELS, evaluate_study
+
+if TYPE_CHECKING:
+    from kdlib.book import RunContext
+
+Results = dict[str, dict[str, dict[str, Any]]]  # {model: {task: result}}
+PAPER_WHERE = {"scene_ucmerced": (3, "OA", "UCMerced"), "scene_aid": (3, "OA", "AID"),
+               "vqa_lr": (5, "mOA", "RSVQA-LRBEN"), "vqa_hr": (5, "mOA", "RSVQA-HRBEN"),
+               "referring": (6, "acc@0.5", "grounding"), "region_caption": (7, "ROUGE-L", "region captioning")}
+"""Where the paper prints each task's headline metric (:data:`~kdlib.evaluate.report.HEADLINE`)."""
+
+
+def study_seeds(ctx: RunContext) -> list[int]:
+    """``profile.seeds`` consecutive seeds starting at the book's: ``[ctx.seed, ..., ctx.seed + n - 1]``."""
+    return list(range(ctx.seed, ctx.seed + ctx.profile.seeds))
+
+
+def seed_context(ctx: RunContext, seed: int) -> RunContext:
+    """The run context of ``seed``: the book's own for ``ctx.seed``, else ``<out_dir>/seeds/seed<s>``."""
+    return ctx if seed == ctx.seed else replace(ctx, seed=seed, out_dir=Path(ctx.out_dir) / "seeds" / f"seed{seed}")
+
+
+def run_seeds(ctx: RunContext, tasks: Sequence[str], seeds: Sequence[int] | None = None) -> dict[int, Results]:
+    """Train (teacher SFT, student SFT, ``paper`` distillation) and evaluate every seed; ``{seed: results}``.
+
+    The book's seed must already be trained and evaluated (training and scene chapters); other seeds
+    are trained here on the book's data split.
+    """
+    from kdlib.data.study import load_study
+    from kdlib.train.study import run_study_training
+
+    seeds = study_seeds(ctx) if seeds is None else list(seeds)
+    study = load_study(ctx.profile, ctx.data_root, ctx.seed)
+    out: dict[int, Results] = {}
+    for seed in seeds:
+        here = seed_context(ctx, seed)
+        if seed != ctx.seed:
+            run_study_training(here, study=study)
+        out[seed] = evaluate_study(here, MODELS, tasks, study=study)
+    return out
+
+
+def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """``(mean, half-width)`` of the Student-t interval of ``values``; half-width NaN for one value."""
+    if not values:
+        raise ValueError("mean_ci needs at least one value")
+    n = len(values)
+    mean = sum(values) / n
+    if n == 1:
+        return mean, math.nan
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+
+
+def _values(by_seed: Mapping[int, Results], model: str, task: str) -> list[float]:
+    return [float(results[model][task][HEADLINE[task]]) for results in by_seed.values()]
+
+
+def seed_table(by_seed: Mapping[int, Results], tasks: Sequence[str]) -> pd.DataFrame:
+    """One row per model and task: headline metric's mean, CI half-width, min, max, seeds, the paper's value."""
+    rows = []
+    for task in tasks:
+        for model in MODELS:
+            values = _values(by_seed, model, task)
+            mean, half = mean_ci(values)
+            rows.append({"task": task, "metric": HEADLINE[task], "model": MODEL_LABELS[model], "mean": mean,
+                         "± 95% CI": half, "min": min(values), "max": max(values), "seeds": len(values),
+                         "paper": paper_number(model, PAPER_WHERE[task])})
+    return pd.DataFrame(rows).set_index(["task", "model"]).round(2)
+
+
+def ordering(by_seed: Mapping[int, Results], task: str, better: str = "student_kd",
+             worse: str = "student_sft") -> dict[str, Any]:
+    """The paired difference ``better - worse`` on ``task``: mean, CI half-width and the verdict."""
+    diffs = [a - b for a, b in zip(_values(by_seed, better, task), _values(by_seed, worse, task), strict=True)]
+    mean, half = mean_ci(diffs)
+    if math.isnan(half):
+        verdict = "one seed: no interval"
+    elif mean - half > 0:
+        verdict = "holds"
+    elif mean + half < 0:
+        verdict = "reversed"
+    else:
+        verdict = "undecided"
+    return {"task": task, "difference": mean, "± 95% CI": half, "seeds": len(diffs), "verdict": verdict}
+
+
+def ordering_table(by_seed: Mapping[int, Results], tasks: Sequence[str]) -> pd.DataFrame:
+    """The paper's two orderings per task: distilled over SFT student, teacher over distilled student."""
+    rows = []
+    for task in tasks:
+        for better, worse in (("student_kd", "student_sft"), ("teacher", "student_kd")):
+            rows.append({"claim": f"{MODEL_LABELS[better]} > {MODEL_LABELS[worse]}", **ordering(by_seed, task, better, worse)})
+    return pd.DataFrame(rows).set_index(["task", "claim"]).round(2)
+
+
+def ordering_sentence(table: pd.DataFrame) -> str:
+    """How many tasks each ordering holds, is reversed or undecided on, in words."""
+    parts = []
+    for claim, group in table.groupby(level="claim", sort=False):
+        counts = group["verdict"].value_counts()
+        said = ", ".join(f"{verdict} on {counts[verdict]} of {len(group)} tasks" for verdict in counts.index)
+        parts.append(f"'{claim}': {said}")
+    return "; ".join(parts)

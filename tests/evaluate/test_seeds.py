@@ -1,0 +1,57 @@
+"""Seeds: the Student-t interval against scipy's, paired-ordering verdicts, the seed table and folders."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from scipy import stats
+
+from kdlib.book import RunContext
+from kdlib.evaluate.paper import paper_value
+from kdlib.evaluate.seeds import mean_ci, ordering, ordering_sentence, ordering_table, seed_context, seed_table, study_seeds
+from kdlib.profiles import get_profile
+
+
+def results(kd: float, sft: float, teacher: float) -> dict:
+    return {m: {"scene_aid": {"OA": v}} for m, v in (("student_kd", kd), ("student_sft", sft), ("teacher", teacher))}
+
+
+def test_mean_ci_is_scipys_t_interval():
+    values = [61.0, 64.5, 59.25, 70.0]
+    mean, half = mean_ci(values)
+    low, high = stats.t.interval(0.95, len(values) - 1, loc=sum(values) / 4, scale=stats.sem(values))
+    assert mean == pytest.approx((low + high) / 2) and half == pytest.approx((high - low) / 2)
+    assert mean_ci([3.0]) == (3.0, pytest.approx(math.nan, nan_ok=True))
+    with pytest.raises(ValueError):
+        mean_ci([])
+
+
+@pytest.mark.parametrize("kd, verdict", [((12, 13, 14), "holds"), ((7, 7.5, 8), "reversed"), ((12, 7, 10), "undecided")])
+def test_ordering_is_decided_by_the_paired_interval(kd, verdict):
+    by_seed = {s: results(k, 10.0 + s, 20.0) for s, k in enumerate(kd)}  # sft = 10, 11, 12
+    got = ordering(by_seed, "scene_aid")
+    assert got["verdict"] == verdict and got["seeds"] == 3
+    assert got["difference"] == pytest.approx(sum(kd) / 3 - 11)
+    assert ordering({0: results(12, 10, 20)}, "scene_aid")["verdict"] == "one seed: no interval"
+
+
+def test_seed_table_and_sentence():
+    by_seed = {0: results(12, 10, 20), 1: results(13, 11, 21), 2: results(14, 12, 19)}
+    table = seed_table(by_seed, ["scene_aid"])
+    row = table.loc[("scene_aid", "student, distilled")]
+    assert row["mean"] == 13.0 and row["seeds"] == 3 and row["min"] == 12 and row["max"] == 14
+    assert row["paper"] == paper_value(3, "OA", "AID", "Ours (GeoChat-7B distilled)")
+    claims = ordering_table(by_seed, ["scene_aid"])
+    assert list(claims["verdict"]) == ["holds", "holds"]
+    assert ordering_sentence(claims).count("holds on 1 of 1 tasks") == 2
+
+
+def test_each_seed_has_its_own_folder(tmp_path: Path):
+    ctx = RunContext(get_profile("tiny"), tmp_path / "data", tmp_path / "out", 4, torch.device("cpu"), False)
+    assert study_seeds(ctx) == [4, 5, 6]
+    assert seed_context(ctx, 4) is ctx
+    other = seed_context(ctx, 6)
+    assert other.out_dir == tmp_path / "out" / "seeds" / "seed6" and other.seed == 6 and other.profile is ctx.profile
