@@ -56,6 +56,27 @@ def locate_model(name: str) -> str:
     return name
 
 
+def model_provenance(profile: Any) -> dict[str, str]:
+    """``{model id: where its weights come from}`` for the pretrained models of ``profile``.
+
+    A local folder's ``PROVENANCE.md`` (the offline copies say which release they rebuild and
+    how) is returned as it is; a folder without one, or a hub id, gets a one-line note.
+    """
+    names = dict.fromkeys(str(n) for n in (profile.vision.name_or_path, profile.teacher.name_or_path,
+                                           profile.student.name_or_path) if n)
+    notes = {}
+    for name in names:
+        where = Path(resolve_model(name))
+        note = where / "PROVENANCE.md"
+        if note.is_file():
+            notes[name] = note.read_text(encoding="utf-8").strip()
+        elif where.is_dir():
+            notes[name] = f"local folder {where} (no PROVENANCE.md)"
+        else:
+            notes[name] = f"the Hugging Face hub release {name} (or its local cache)"
+    return notes
+
+
 def read_config(name_or_path: str) -> dict[str, Any]:
     """``config.json`` of a located model (folder or hub id) as a dict."""
     folder = Path(name_or_path)

@@ -72,3 +72,17 @@ def test_missing_models_say_how_to_get_them(monkeypatch, tmp_path):
         build_pair(small)
     with pytest.raises(ValueError, match="teacher.name_or_path is empty.*convert-geochat"):
         build_pair(get_profile("paper"))
+
+
+def test_model_provenance_reads_each_folders_note(model_root, tmp_path):
+    from kdlib.models.io import model_provenance
+
+    (tmp_path / "org" / "llm" / "PROVENANCE.md").write_text("# org/llm\n\nrebuilt from a 4-bit file\n")
+    notes = model_provenance(_small())
+    assert list(notes) == ["org/clip", "org/llm"]
+    assert notes["org/llm"] == "# org/llm\n\nrebuilt from a 4-bit file"
+    assert notes["org/clip"] == f"local folder {tmp_path / 'org' / 'clip'} (no PROVENANCE.md)"
+    assert model_provenance(get_profile("paper")) == {
+        "openai/clip-vit-large-patch14-336": "the Hugging Face hub release openai/clip-vit-large-patch14-336 "
+                                             "(or its local cache)",
+        "MBZUAI/geochat-7B": "the Hugging Face hub release MBZUAI/geochat-7B (or its local cache)"}
