@@ -3,8 +3,8 @@
 Everything comes from ``LlavaForConditionalGeneration`` itself (no model code is copied):
 
 - ``z(x)`` of Eq. 4, the projector output ``[B, N, D]``: ``model.get_image_features`` (tower ->
-  hidden layer ``vision_feature_layer`` -> CLS dropped -> projector), or, inside a forward, the
-  output's ``image_hidden_states``, which transformers returns flattened as ``[B * N, D]``.
+  hidden layer ``vision_feature_layer`` -> CLS dropped -> projector), or, inside a forward, what
+  the output carries (:func:`output_projector`: its place moved in transformers 5.24).
 - per-layer hidden states: ``output_hidden_states=True`` -> ``L + 1`` tensors ``[B, T, D]``
   (embeddings, then after each decoder layer; ``T`` counts the ``N`` image positions).
 - attention maps (Align-KD uses layer 1): ``output_attentions=True`` -> ``L`` tensors
@@ -47,6 +47,21 @@ def projector_features(model: Any, pixel_values: torch.Tensor) -> torch.Tensor:
     return torch.stack(list(features))
 
 
+def output_projector(out: Any, batch_size: int) -> torch.Tensor | None:
+    """The projector outputs ``[B, N, D]`` of a LLaVA forward's output, None when it saw no image.
+
+    transformers 5.23 returns them flattened, ``image_hidden_states [B * N, D]``; 5.24 keeps them in
+    ``image_outputs.pooler_output`` (one ``[N, D]`` per image) and deprecates the old name.
+    """
+    image_outputs = getattr(out, "image_outputs", None)
+    visual = image_outputs.pooler_output if image_outputs is not None else getattr(out, "image_hidden_states", None)
+    if visual is None:
+        return None
+    if isinstance(visual, (list, tuple)):
+        visual = torch.cat(list(visual))
+    return visual.reshape(batch_size, -1, visual.shape[-1])
+
+
 def attention_implementation(model: Any) -> str:
     return str(unwrap(model).model.language_model.config._attn_implementation)
 
@@ -67,8 +82,6 @@ def mllm_forward(model: Any, input_ids: torch.Tensor, pixel_values: torch.Tensor
     out = model(input_ids=input_ids, pixel_values=pixel_values, attention_mask=attention_mask,
                 output_hidden_states=hidden_states, output_attentions=attentions,
                 past_key_values=past_key_values, use_cache=use_cache)
-    projector = None
-    if out.image_hidden_states is not None:
-        projector = out.image_hidden_states.reshape(pixel_values.shape[0], -1, out.image_hidden_states.shape[-1])
+    projector = output_projector(out, input_ids.shape[0])
     return MLLMOutput(out.logits, projector, out.hidden_states if hidden_states else None,
                       out.attentions if attentions else None, out.past_key_values if use_cache else None)

@@ -126,7 +126,8 @@ class PooledVisionTower(PreTrainedModel):
         """Images ``[B, 3, H, W]`` -> the tower's outputs with pooled token grids (module docstring).
 
         A rank-3 ``pixel_values`` ``[B, g^2, D_v]`` holds cached :func:`projector_inputs`: the tower is
-        skipped and they are returned (behind a zero CLS) as the one hidden state asked for.
+        skipped and they are returned (behind a zero CLS) as the one hidden state asked for (as every
+        hidden state when all are asked for: only the feature layer of LLaVA's config is read).
         """
         kwargs.pop("return_dict", None)
         if pixel_values.dim() == 3:
@@ -144,10 +145,13 @@ class PooledVisionTower(PreTrainedModel):
         if tuple(features.shape[1:]) != expected:
             raise ValueError(f"cached vision features must be [B, {expected[0]}, {expected[1]}], "
                              f"got {list(features.shape)}")
+        state = torch.cat([features.new_zeros(features.shape[0], 1, features.shape[2]), features], 1)
+        if selection is True:  # transformers >= 5.24 asks for all layers and reads its feature layer
+            return BaseModelOutputWithPooling(hidden_states=(state,) * (self.config.num_hidden_layers + 1))
         if isinstance(selection, bool) or not isinstance(selection, int):
             raise ValueError(f"cached vision features are one hidden layer's; the caller asked for {selection!r}")
         states: list[Tensor | None] = [None] * (self.config.num_hidden_layers + 1)
-        states[selection] = torch.cat([features.new_zeros(features.shape[0], 1, features.shape[2]), features], 1)
+        states[selection] = state
         return BaseModelOutputWithPooling(hidden_states=tuple(states))
 
 

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from kdlib.models.features import output_projector
 from kdlib.sampling import position_ids
 
 
@@ -52,9 +53,7 @@ def features(model: nn.Module, input_ids: Tensor | None, attention_mask: Tensor,
                 attention_mask=attention_mask, position_ids=position_ids(attention_mask),
                 output_hidden_states=True, output_attentions=first_layer_attention, logits_to_keep=1,
                 use_cache=False)
-    visual = getattr(out, "image_hidden_states", None)
-    if visual is not None:
-        visual = visual.view(attention_mask.shape[0], -1, visual.shape[-1])
+    visual = output_projector(out, attention_mask.shape[0])
     attention = out.attentions[0] if first_layer_attention else None
     return Features(out.hidden_states[-1], visual, attention)
 

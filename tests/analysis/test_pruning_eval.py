@@ -12,6 +12,7 @@ from kdlib.analysis.pruning_eval import (PrunedMLLM, answer_nll, drop_image_toke
 from kdlib.evaluate.generate import generation_collator, greedy_config
 from kdlib.evaluate.runner import evaluate_model
 from kdlib.models import build_pair, num_image_tokens
+from kdlib.models.features import output_projector
 from kdlib.models.io import LoadedMLLM
 from kdlib.pruning import anchored_select, background_prune
 
@@ -56,7 +57,7 @@ def test_pruned_model_feeds_k_tokens_and_keep_all_is_the_model(student, records)
         out = pruned(**batch)
     assert torch.equal(plain.logits, same.logits)
     assert out.logits.shape[1] == batch["input_ids"].shape[1] - (n - 4)
-    assert out.image_hidden_states.shape[0] == 2 * 4
+    assert output_projector(out, 2).shape[:2] == (2, 4)
     assert len(pruned.clusters) == 2 and all(1 <= c <= n for c in pruned.clusters)
 
 
@@ -68,7 +69,7 @@ def test_pruning_works_on_a_pooled_tower(pair, profile, records):
     pruned = PrunedMLLM(mllm.model, 2)
     with torch.no_grad():
         out = pruned(**batch)
-    assert out.image_hidden_states.shape[0] == 2 * 2
+    assert output_projector(out, 2).shape[:2] == (2, 2)
     assert len(pruned.clusters) == 2 and all(1 <= c <= 4 for c in pruned.clusters)
 
 
