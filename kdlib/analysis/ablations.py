@@ -35,6 +35,15 @@ def ablation_name(term: str) -> str:
     return f"student_kd-no_{term}"
 
 
+def ablation_label(name: str) -> str:
+    """``student_kd-no_align-no_lm`` -> ``"student, distilled without projector MSE (Eq. 4-5) and ..."``;
+    other names unchanged."""
+    terms = name.removeprefix("student_kd").split("-no_")[1:] if name.startswith("student_kd-no_") else []
+    if not terms or any(t not in PARTS for t in terms):
+        return name
+    return "student, distilled without " + " and ".join(PARTS[t] for t in terms)
+
+
 def train_ablations(ctx: Any, terms: Sequence[str] = ABLATIONS, study: Any = None) -> dict[str, Path]:
     """Distil once per ``term``, without it; ``{run name: model folder}`` (reused when already done)."""
     from kdlib.data.study import load_study

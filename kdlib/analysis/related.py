@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from kdlib.analysis.ablations import ablation_label
 from kdlib.evaluate.report import (CAPTION_COLUMNS, GROUNDING_COLUMNS, HEADLINE, MODEL_LABELS, SCENE_COLUMNS,
                                    VQA_COLUMNS, Column, comparison_table)
 from kdlib.train.config import TrainConfig
@@ -36,7 +37,7 @@ def run_name(method: str) -> str:
 
 
 def _label(model: str) -> str:
-    return MODEL_LABELS.get(model, RELATED_LABELS.get(model, model))
+    return MODEL_LABELS.get(model, RELATED_LABELS.get(model, ablation_label(model)))
 
 
 def train_related(ctx: Any, methods: Sequence[str] = RELATED_METHODS, study: Any = None) -> dict[str, Path]:

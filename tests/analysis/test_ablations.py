@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kdlib.analysis.ablations import PARTS, ablation_name, ablation_table, effect_sentence
+from kdlib.analysis.ablations import PARTS, ablation_label, ablation_name, ablation_table, effect_sentence
 from kdlib.train.config import ABLATIONS, TrainConfig
 from kdlib.profiles import get_profile
 
@@ -30,3 +30,10 @@ def test_delta_is_full_minus_ablated():
     said = effect_sentence(table)
     assert f"without {PARTS['align']}: worse on 1, better on 0, equal on 1 of 2 tasks" in said
     assert f"without {PARTS['lm']}: worse on 1, better on 1, equal on 0 of 2 tasks" in said
+
+
+def test_labels_say_what_was_removed():
+    assert ablation_label("student_kd-no_align") == f"student, distilled without {PARTS['align']}"
+    assert ablation_label("student_kd-no_align-no_lm") == \
+        f"student, distilled without {PARTS['align']} and {PARTS['lm']}"
+    assert ablation_label("student_kd") == "student_kd" and ablation_label("student_kd-no_x") == "student_kd-no_x"
