@@ -236,7 +236,7 @@ def _small() -> Profile:
         lora=LoRASpec(r=0),
         data=DataSpec(per_class=40, vqa_per_type=400, captions=600, max_length=256),
         train=TrainSpec(sft_steps=300, kd_steps=150, batch_size=8, lr=1e-4, kd_lr=2e-5, max_new_tokens=16),
-        budget="<= 2 h on a 2-core CPU, minutes on a GPU",
+        budget="about 2 h per seed on a 2-core CPU (train + evaluate), minutes on a GPU",
     )
 
 
