@@ -50,6 +50,12 @@ class RunContext:
     seed: int
     device: torch.device
     progress: bool
+    cache_root: Path | None = None  # features that no seed or run changes; None: ``out_dir/cache``
+
+    @property
+    def vision_cache(self) -> Path:
+        """Folder of the frozen vision tower's cached features (:mod:`kdlib.models.feature_cache`)."""
+        return (self.cache_root or self.out_dir / "cache") / "vision"
 
     def path(self, *parts: str) -> Path:
         """A path under ``out_dir`` (parent folders created)."""

@@ -55,7 +55,7 @@ def train_ablations(ctx: Any, terms: Sequence[str] = ABLATIONS, study: Any = Non
     folders = {}
     for term in terms:
         paths = train_run(ctx.profile, "paper", ctx.out_dir, data_root=ctx.data_root, ablate=(term,), seed=ctx.seed,
-                          progress=ctx.progress, device=ctx.device, study=study)
+                          progress=ctx.progress, device=ctx.device, study=study, cache_dir=ctx.vision_cache)
         folders[ablation_name(term)] = paths.model
     return folders
 

@@ -54,7 +54,7 @@ def train_related(ctx: Any, methods: Sequence[str] = RELATED_METHODS, study: Any
     folders = {}
     for method in methods:
         paths = train_run(ctx.profile, method, ctx.out_dir, data_root=ctx.data_root, seed=ctx.seed,
-                          progress=ctx.progress, device=ctx.device, study=study)
+                          progress=ctx.progress, device=ctx.device, study=study, cache_dir=ctx.vision_cache)
         folders[run_name(method)] = paths.model
     return folders
 

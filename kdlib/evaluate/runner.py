@@ -205,8 +205,7 @@ def evaluate_study(ctx: RunContext, models: Sequence[str] = MODELS, tasks: Seque
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for name, folder in folders.items():
         mllm = load_model_dir(folder, ctx.device, dtype)
-        mllm = replace(mllm, image_processor=data_processor(mllm.model, mllm.image_processor,
-                                                            Path(ctx.out_dir) / "cache" / "vision"))
+        mllm = replace(mllm, image_processor=data_processor(mllm.model, mllm.image_processor, ctx.vision_cache))
         results[name] = {}
         for spec in specs:
             records = spec.select(study.test)[:limit]

@@ -46,8 +46,12 @@ def study_seeds(ctx: RunContext) -> list[int]:
 
 
 def seed_context(ctx: RunContext, seed: int) -> RunContext:
-    """The run context of ``seed``: the book's own for ``ctx.seed``, else ``<out_dir>/seeds/seed<s>``."""
-    return ctx if seed == ctx.seed else replace(ctx, seed=seed, out_dir=Path(ctx.out_dir) / "seeds" / f"seed{seed}")
+    """The run context of ``seed``: the book's own for ``ctx.seed``, else ``<out_dir>/seeds/seed<s>``
+    (sharing the book's vision feature cache: the frozen tower gives every seed the same features)."""
+    if seed == ctx.seed:
+        return ctx
+    return replace(ctx, seed=seed, out_dir=Path(ctx.out_dir) / "seeds" / f"seed{seed}",
+                   cache_root=ctx.vision_cache.parent)
 
 
 def run_seeds(ctx: RunContext, tasks: Sequence[str], seeds: Sequence[int] | None = None) -> dict[int, Results]:

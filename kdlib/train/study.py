@@ -117,18 +117,20 @@ def finished_run(run_dir: Path, model_dir: Path, cfg: TrainConfig, profile: Prof
 def train_run(profile: Profile, method: str, out_dir: Path, data_root: str | Path | None = None,
               role: str = "student", ablate: Iterable[str] = (), seed: int = 0, progress: bool = True,
               resume: bool = False, device: str | torch.device | None = None, study: Study | None = None,
-              reuse: bool = True, **changes: Any) -> RunPaths:
+              reuse: bool = True, cache_dir: Path | None = None, **changes: Any) -> RunPaths:
     """Train one model of the study and save it under ``out_dir/models/<run name>``.
 
     ``sft`` starts from :func:`build_models` (``role`` picks teacher or student); the
     distillation methods start from ``models/teacher`` and ``models/student_sft`` (checked
-    before any data is read). ``changes`` override :class:`TrainConfig` fields.
+    before any data is read). ``cache_dir`` holds the vision feature cache (default
+    ``out_dir/cache/vision``). ``changes`` override :class:`TrainConfig` fields.
     """
     cfg = TrainConfig.from_profile(profile, method, ablate, role=role, seed=seed, **changes)
     run_dir, model_dir = out_dir / "train" / cfg.run_name, out_dir / "models" / cfg.run_name
     starts = [] if method == "sft" else [_require_model(out_dir, "teacher", "--method sft --role teacher"),
                                          _require_model(out_dir, "student_sft", "--method sft --role student")]
     study = study or load_study(profile, data_root, seed)
+    cache_dir = cache_dir or out_dir / "cache" / "vision"
     done = finished_run(run_dir, model_dir, cfg, profile, study, starts) if reuse else None
     if done is not None:
         if progress:
@@ -138,14 +140,14 @@ def train_run(profile: Profile, method: str, out_dir: Path, data_root: str | Pat
     if method == "sft":
         pair = build_models(profile, study, seed)
         model, tokenizer, processor = getattr(pair, role), pair.tokenizer, pair.image_processor
-        result = train_sft(model, tokenizer, data_processor(model, processor, out_dir / "cache" / "vision"),
+        result = train_sft(model, tokenizer, data_processor(model, processor, cache_dir),
                            study, profile, run_dir, role=role, **common)
     else:
         teacher, start = (load_mllm(path) for path in starts)
         tokenizer, processor = start.tokenizer, start.image_processor
         pt = pretrain_texts(profile, data_root, seed) if "lm" in cfg.terms else ()
         result = distill(start.model, teacher.model, tokenizer,
-                         data_processor(start.model, processor, out_dir / "cache" / "vision"), study, profile,
+                         data_processor(start.model, processor, cache_dir), study, profile,
                          method, run_dir, ablate=ablate, pt_texts=pt, **common)
     _save(model_dir, result.model, tokenizer, processor)
     write_data_file(run_dir, study)
@@ -161,7 +163,8 @@ def run_study_training(ctx: Any, method: str = "paper", ablate: Iterable[str] = 
     """
     study = study or load_study(ctx.profile, ctx.data_root, ctx.seed)
     common = dict(out_dir=ctx.out_dir, data_root=ctx.data_root, seed=ctx.seed, progress=ctx.progress,
-                  resume=resume, device=ctx.device, study=study, **changes)
+                  resume=resume, device=ctx.device, study=study, cache_dir=ctx.vision_cache,
+                  **changes)
     runs = {
         "teacher": train_run(ctx.profile, "sft", role="teacher", **common),
         "student_sft": train_run(ctx.profile, "sft", role="student", **common),

@@ -55,3 +55,5 @@ def test_each_seed_has_its_own_folder(tmp_path: Path):
     assert seed_context(ctx, 4) is ctx
     other = seed_context(ctx, 6)
     assert other.out_dir == tmp_path / "out" / "seeds" / "seed6" and other.seed == 6 and other.profile is ctx.profile
+    assert ctx.vision_cache == tmp_path / "out" / "cache" / "vision"
+    assert other.vision_cache == ctx.vision_cache  # the frozen tower's features are the same for every seed
