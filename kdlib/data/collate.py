@@ -24,6 +24,9 @@ format (:func:`kdlib.data.prompts.render_conversation`) and tokenised turn by tu
 Output: ``input_ids``, ``attention_mask`` (``[B, L]`` int64), ``labels`` (``[B, L]``, train only),
 ``pixel_values`` (``[B, 3, H, W]`` float32, from ``image_processor(images=[PIL, ...],
 return_tensors="pt")``).
+
+:func:`text_batch` makes the text-only batches of the pre-training term (Eq. 7's ``D_PT``) and of
+the layer measurements: each text followed by eos, right-padded, every real token labelled.
 """
 
 from __future__ import annotations
@@ -158,3 +161,12 @@ class Collator:
         crop = conv.get("crop")
         return load_image(Record(id=str(conv.get("id", path)), task="scene", image=path, question="", answer="",
                                  meta={"crop": tuple(crop)} if crop else {}))
+
+
+def text_batch(tokenizer: Any, texts: Sequence[str], max_length: int) -> dict[str, torch.Tensor]:
+    """Right-padded LM batch of plain texts (each followed by EOS): ``input_ids``, ``attention_mask``,
+    ``labels`` (= ids, -100 on padding), ``[B, L]`` with ``L <= max_length``."""
+    enc = tokenizer([t + tokenizer.eos_token for t in texts], truncation=True, max_length=max_length,
+                    padding="longest", padding_side="right", return_tensors="pt")
+    labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels}

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from kdlib.data.captions import read_ucm_captions
 from kdlib.models.build import drop_layers
-from kdlib.train.distill import text_batch
+from kdlib.data.collate import text_batch
 
 
 def contiguous_cuts(num_layers: int, keep: int) -> dict[str, tuple[int, ...]]:

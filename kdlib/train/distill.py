@@ -27,7 +27,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch import Tensor, nn
 
-from kdlib.data.collate import Collator
+from kdlib.data.collate import Collator, text_batch
 from kdlib.data.records import Record
 from kdlib.data.study import Study
 from kdlib.losses import importance_weights, returns, token_rewards
@@ -38,15 +38,6 @@ from kdlib.train.batches import (BatchOrder, global_count, local_block, micro_sl
 from kdlib.train.config import TrainConfig
 from kdlib.train.methods import Objective, build_objective
 from kdlib.train.sft import GroundTruthTask, TrainResult, make_accelerator, run_task, train_collator
-
-
-def text_batch(tokenizer: Any, texts: Sequence[str], max_length: int) -> dict[str, Tensor]:
-    """Right-padded LM batch of plain texts (each followed by EOS): ``input_ids``, ``attention_mask``,
-    ``labels`` (= ids, -100 on padding), ``[B, L]`` with ``L <= max_length``."""
-    enc = tokenizer([t + tokenizer.eos_token for t in texts], truncation=True, max_length=max_length,
-                    padding="longest", padding_side="right", return_tensors="pt")
-    labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
-    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels}
 
 
 def _pad_columns(x: Tensor, width: int) -> Tensor:

@@ -11,7 +11,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from kdlib.models import drop_layers
 from kdlib.models.layer_choice import (best_keep_set, candidate_sets, caption_texts, contiguous_cuts, cut_view,
                                        layer_choice_table, predicted_logprobs, score_cut)
-from kdlib.train.distill import text_batch
+from kdlib.data.collate import text_batch
 
 TEXTS = ["many planes are parked next to the terminal buildings", "a baseball field surrounded by green trees",
          "Is there a road in the image? yes", "a chat between a curious user and an assistant"]
