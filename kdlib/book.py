@@ -86,11 +86,14 @@ def setup(profile: str = "tiny", data_root: str = "", out_dir: str = "", seed: i
     """Resolve a notebook's parameters into a :class:`RunContext` and glue its provenance."""
     import pandas as pd
 
+    from kdlib.models.io import loading_bars
+
     pd.set_option("display.max_colwidth", 200)  # book tables show whole prompts and names
     prof = get_profile(profile, overrides)
     out = Path(out_dir or f"runs/{prof.name}").expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
+    loading_bars(progress)
     ctx = RunContext(prof, resolve_data_root(data_root or None), out, seed, pick_device(device), progress)
     if glue:
         from IPython import get_ipython

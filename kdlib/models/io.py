@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from huggingface_hub import hf_hub_download
 from transformers import AutoImageProcessor, AutoTokenizer, LlavaForConditionalGeneration
+from transformers.utils import logging as hf_logging
 
 from kdlib.models.lora import merged_state_dict, unwrap
 from kdlib.paths import resolve_model
@@ -33,6 +34,12 @@ class LoadedMLLM:
     model: LlavaForConditionalGeneration
     tokenizer: Any  # a transformers tokenizer
     image_processor: Any  # a transformers image processor
+
+
+def loading_bars(enabled: bool) -> None:
+    """Show or hide transformers' own progress bars ("Loading weights", "Writing model shards"):
+    a run without progress output (``--no-progress``, the book's executed notebooks) hides them."""
+    (hf_logging.enable_progress_bar if enabled else hf_logging.disable_progress_bar)()
 
 
 def missing_model_message(name: str, reason: str = "") -> str:

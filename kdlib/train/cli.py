@@ -41,9 +41,11 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from kdlib.models.io import loading_bars
     from kdlib.train.study import train_run  # models and data load only when a run starts
 
     profile = profile_from_args(args)
+    loading_bars(not args.no_progress)
     out = Path(args.out or f"runs/{profile.name}").expanduser().resolve()
     paths = train_run(profile, args.method, out, data_root=args.data_root or None, role=args.role,
                       ablate=args.ablate, seed=args.seed, progress=not args.no_progress, resume=args.resume,
