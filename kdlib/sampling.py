@@ -26,6 +26,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from kdlib.models.features import CACHE_FIELD
+
 
 @dataclass(frozen=True)
 class Rollout:
@@ -103,8 +105,8 @@ class _Decoder:
              pixel_values: Tensor | None) -> Tensor:
         """Feed ``input_ids`` ``[B, L]`` (images on the first call); next-token log-probs ``[B, V]`` (fp32)."""
         out = self.model(input_ids=input_ids, pixel_values=pixel_values, attention_mask=attention_mask,
-                         position_ids=positions, past_key_values=self.cache, use_cache=True, logits_to_keep=1)
-        self.cache = out.past_key_values
+                         position_ids=positions, use_cache=True, logits_to_keep=1, **{CACHE_FIELD: self.cache})
+        self.cache = getattr(out, CACHE_FIELD)
         return torch.log_softmax(out.logits[:, -1].float(), dim=-1)
 
 

@@ -10,14 +10,18 @@ Everything comes from ``LlavaForConditionalGeneration`` itself (no model code is
 - attention maps (Align-KD uses layer 1): ``output_attentions=True`` -> ``L`` tensors
   ``[B, H, T, T]`` of post-softmax probabilities. Only the ``eager`` implementation returns
   them (SDPA returns None): load with ``attn_implementation="eager"``.
+- the KV cache of incremental decoding: argument and output field :data:`CACHE_FIELD`
+  (``past_key_values`` up to transformers 5.23, ``cache`` from 5.24).
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from transformers import LlavaForConditionalGeneration
 
 from kdlib.models.lora import unwrap
 
@@ -29,6 +33,11 @@ class MLLMOutput:
     hidden_states: tuple[torch.Tensor, ...] | None  # L + 1 x [B, T, D]
     attentions: tuple[torch.Tensor, ...] | None  # L x [B, H, T, T]
     past_key_values: Any = None
+
+
+CACHE_FIELD = "cache" if "cache" in inspect.signature(LlavaForConditionalGeneration.forward).parameters \
+    else "past_key_values"
+"""Name of the KV cache in a LLaVA forward's arguments and outputs, for the installed transformers."""
 
 
 def num_image_tokens(model: Any) -> int:
@@ -81,7 +90,7 @@ def mllm_forward(model: Any, input_ids: torch.Tensor, pixel_values: torch.Tensor
                          "or model.set_attn_implementation('eager')")
     out = model(input_ids=input_ids, pixel_values=pixel_values, attention_mask=attention_mask,
                 output_hidden_states=hidden_states, output_attentions=attentions,
-                past_key_values=past_key_values, use_cache=use_cache)
+                use_cache=use_cache, **{CACHE_FIELD: past_key_values})
     projector = output_projector(out, input_ids.shape[0])
     return MLLMOutput(out.logits, projector, out.hidden_states if hidden_states else None,
-                      out.attentions if attentions else None, out.past_key_values if use_cache else None)
+                      out.attentions if attentions else None, getattr(out, CACHE_FIELD) if use_cache else None)
