@@ -16,7 +16,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 PROFILE_NAMES = ("tiny", "small", "paper")
 
@@ -128,8 +128,20 @@ class TrainSpec:
         _check(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio must be in [0, 1)")
 
 
-NOT_IN_RUNS = ("description", "budget", "seeds")
-"""Profile fields that describe the study, not one run: a saved run stays valid when they change."""
+NOT_IN_RUNS = ("description", "budget", "seeds", "train.checkpoint_every")
+"""Profile fields (dotted) that describe the study or how often a run saves, not what it learns:
+a saved run stays valid when they change."""
+
+
+def without(d: Mapping[str, Any], paths: Iterable[str]) -> dict[str, Any]:
+    """A copy of the nested dict ``d`` without the dotted ``paths`` (missing ones ignored)."""
+    out = dict(d)
+    for head, _, rest in (path.partition(".") for path in paths):
+        if rest and isinstance(out.get(head), Mapping):
+            out[head] = without(out[head], [rest])
+        elif not rest:
+            out.pop(head, None)
+    return out
 
 
 @dataclass(frozen=True)
@@ -171,7 +183,7 @@ class Profile:
 
     def run_dict(self) -> dict[str, Any]:
         """:meth:`to_dict` without the fields that cannot change a training run (:data:`NOT_IN_RUNS`)."""
-        return {k: v for k, v in self.to_dict().items() if k not in NOT_IN_RUNS}
+        return without(self.to_dict(), NOT_IN_RUNS)
 
 
 def _replace_path(obj: Any, parts: list[str], value: Any, key: str) -> Any:
@@ -235,7 +247,8 @@ def _small() -> Profile:
                         keep_layers=(0, 1, 2, 3, 4, 5, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29)),
         lora=LoRASpec(r=0),
         data=DataSpec(per_class=40, vqa_per_type=400, captions=600, max_length=256),
-        train=TrainSpec(sft_steps=300, kd_steps=150, batch_size=8, lr=1e-4, kd_lr=2e-5, max_new_tokens=16),
+        train=TrainSpec(sft_steps=300, kd_steps=150, batch_size=8, lr=1e-4, kd_lr=2e-5, max_new_tokens=16,
+                        checkpoint_every=25),
         budget="about 2 h per seed on a 2-core CPU (train + evaluate), minutes on a GPU",
     )
 

@@ -31,6 +31,8 @@ from kdlib.profiles import Profile
 METHODS = ("sft", "paper", "forward_kl", "reverse_kl", "align_kd", "switch_kd")
 ABLATIONS = ("align", "single", "long", "lm", "teacher_mix", "length_norm")
 ROLES = ("teacher", "student")
+NOT_IN_RESULTS = ("progress", "checkpoint_every", "keep_checkpoints")
+"""TrainConfig fields that change how a run reports and saves, not the model it trains."""
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ Layout under the output folder of a profile (``RunContext.out_dir``)::
     models/teacher/       teacher after SFT                (save_mllm folder)
     models/student_sft/   baseline student after SFT
     models/student_kd/    student distilled with the paper's method (student_<method> for others)
-    train/<name>/         config.json, metrics.jsonl, checkpoints/ of each run
+    train/<name>/         config.json, metrics.jsonl, checkpoints/ of each run (until it finishes)
     cache/vision/         projector inputs of the frozen pooled tower (``small``; FeatureCache)
 
 :func:`train_run` does one run (what ``kdlib train`` calls); :func:`run_study_training` the
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import json
+import shutil
 
 import torch
 from accelerate import PartialState
@@ -32,8 +33,8 @@ from kdlib.data.records import records_digest
 from kdlib.data.study import Study, corpus_texts, load_study
 from kdlib.models import ModelPair, build_pair, build_tokenizer, load_mllm, save_mllm
 from kdlib.models.feature_cache import data_processor
-from kdlib.profiles import NOT_IN_RUNS, Profile
-from kdlib.train.config import TrainConfig
+from kdlib.profiles import NOT_IN_RUNS, Profile, without
+from kdlib.train.config import NOT_IN_RESULTS, TrainConfig
 from kdlib.train.distill import distill
 from kdlib.train.metrics_log import read_metrics
 from kdlib.train.sft import train_sft
@@ -69,10 +70,12 @@ def _require_model(out_dir: Path, name: str, producer: str) -> Path:
     return path
 
 
-def _save(path: Path, model: Any, tokenizer: Any, image_processor: Any) -> None:
+def _save(path: Path, model: Any, tokenizer: Any, image_processor: Any, run_dir: Path) -> None:
+    """Save the trained model, then drop the run's checkpoints: they only serve to finish it."""
     state = PartialState()
     if state.is_main_process:
         save_mllm(path, model, tokenizer, image_processor)
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     state.wait_for_everyone()
 
 
@@ -96,9 +99,9 @@ def write_data_file(run_dir: Path, study: Study) -> None:
 def finished_run(run_dir: Path, model_dir: Path, cfg: TrainConfig, profile: Profile, study: Study,
                  starts: Iterable[Path] = ()) -> RunPaths | None:
     """The run's paths when ``model_dir`` is saved after its ``starts`` (the models it began
-    from) and ``run_dir`` holds this configuration (``progress`` aside), profile (its
-    :meth:`~kdlib.profiles.Profile.run_dict`) and ``study.train`` records with all ``cfg.steps``
-    steps logged; else None."""
+    from) and ``run_dir`` holds this configuration (:data:`~kdlib.train.config.NOT_IN_RESULTS`
+    aside), profile (its :meth:`~kdlib.profiles.Profile.run_dict`) and ``study.train`` records
+    with all ``cfg.steps`` steps logged; else None."""
     config, metrics, data = run_dir / "config.json", run_dir / "metrics.jsonl", data_file(run_dir)
     if not (model_dir.is_dir() and config.is_file() and metrics.is_file() and data.is_file()):
         return None
@@ -108,9 +111,8 @@ def finished_run(run_dir: Path, model_dir: Path, cfg: TrainConfig, profile: Prof
         return None
     saved = json.loads(config.read_text())
     want = json.loads(json.dumps({"train": cfg.to_dict(), "profile": profile.run_dict()}))
-    same = {k: v for k, v in saved.get("profile", {}).items() if k not in NOT_IN_RUNS} == want["profile"] and \
-        {k: v for k, v in saved.get("train", {}).items() if k != "progress"} == \
-        {k: v for k, v in want["train"].items() if k != "progress"}
+    same = without(saved.get("profile", {}), NOT_IN_RUNS) == want["profile"] and \
+        without(saved.get("train", {}), NOT_IN_RESULTS) == without(want["train"], NOT_IN_RESULTS)
     return RunPaths(model_dir, metrics) if same and len(read_metrics(metrics)) == cfg.steps else None
 
 
@@ -149,7 +151,7 @@ def train_run(profile: Profile, method: str, out_dir: Path, data_root: str | Pat
         result = distill(start.model, teacher.model, tokenizer,
                          data_processor(start.model, processor, cache_dir), study, profile,
                          method, run_dir, ablate=ablate, pt_texts=pt, **common)
-    _save(model_dir, result.model, tokenizer, processor)
+    _save(model_dir, result.model, tokenizer, processor, run_dir)
     write_data_file(run_dir, study)
     return RunPaths(model_dir, result.metrics)
 

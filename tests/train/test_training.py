@@ -100,6 +100,8 @@ def test_a_finished_run_is_reused_not_retrained(reference, run_overrides, data_r
     cfg = TrainConfig.from_profile(profile, "paper")
     assert finished_run(run_dir, reference.model, cfg, profile, study) == reference
     assert finished_run(run_dir, reference.model, cfg, profile.override({"seeds": 5, "budget": "x"}), study) == reference
+    saving = profile.override({"train.checkpoint_every": 3})
+    assert finished_run(run_dir, reference.model, TrainConfig.from_profile(saving, "paper"), saving, study) == reference
     assert finished_run(run_dir, reference.model, cfg, profile.override({"data.per_class": 3}), study) is None
     fewer = dataclasses.replace(study, train=study.train[1:])
     assert finished_run(run_dir, reference.model, cfg, profile, fewer) is None
@@ -131,6 +133,7 @@ def test_a_killed_run_resumes_with_the_same_loss_curve(reference, run_overrides,
     for a, b in zip(got, want):
         assert a == pytest.approx(b, abs=1e-6)
     assert_same_weights(weights(resumed.model), weights(reference.model), run_overrides, atol=1e-6, rtol=0)
+    assert not first_checkpoint.parent.exists(), "a finished run keeps no checkpoints"
 
 
 def test_two_process_data_parallel_equals_one_process(reference, run_overrides, start_models, data_root, tmp_path):
