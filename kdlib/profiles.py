@@ -181,10 +181,6 @@ class Profile:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def run_dict(self) -> dict[str, Any]:
-        """:meth:`to_dict` without the fields that cannot change a training run (:data:`NOT_IN_RUNS`)."""
-        return without(self.to_dict(), NOT_IN_RUNS)
-
 
 def _replace_path(obj: Any, parts: list[str], value: Any, key: str) -> Any:
     names = {f.name: f for f in dataclasses.fields(obj)}

@@ -22,11 +22,12 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from kdlib.losses.minillm import MiniLLMConfig
-from kdlib.profiles import Profile
+from kdlib.profiles import NOT_IN_RUNS, Profile, without
 
 METHODS = ("sft", "paper", "forward_kl", "reverse_kl", "align_kd", "switch_kd")
 ABLATIONS = ("align", "single", "long", "lm", "teacher_mix", "length_norm")
@@ -141,3 +142,25 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d["ablate"] = sorted(self.ablate)
         return d
+
+
+def run_record(cfg: TrainConfig, profile: Profile) -> dict[str, Any]:
+    """What a run's ``config.json`` holds of its configuration and profile, as JSON reads it back."""
+    return json.loads(json.dumps({"train": cfg.to_dict(), "profile": profile.to_dict()}))
+
+
+def changed_fields(saved: Mapping[str, Any], cfg: TrainConfig, profile: Profile) -> list[str]:
+    """Dotted names of the fields where a saved ``config.json`` and this run differ, leaving out
+    those that cannot change the trained model (:data:`NOT_IN_RESULTS`, profile ``NOT_IN_RUNS``)."""
+    ignore = [f"train.{k}" for k in NOT_IN_RESULTS] + [f"profile.{k}" for k in NOT_IN_RUNS]
+    old = _flat(without(dict(saved), ignore))
+    new = _flat(without(run_record(cfg, profile), ignore))
+    return sorted(k for k in old.keys() | new.keys()
+                  if k.split(".")[0] in ("train", "profile") and old.get(k) != new.get(k))
+
+
+def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, Mapping) else {f"{prefix}{k}": v})
+    return out

@@ -27,9 +27,9 @@ from kdlib.data.study import Study
 from kdlib.models import apply_lora, num_image_tokens
 from kdlib.models.lora import unwrap
 from kdlib.profiles import Profile
-from kdlib.train import loop
+from kdlib.train import checkpoint, loop
 from kdlib.train.batches import BatchOrder, ground_truth_micro_batches, local_block
-from kdlib.train.config import TrainConfig
+from kdlib.train.config import TrainConfig, changed_fields
 from kdlib.train.methods import Objective, build_objective
 
 
@@ -87,7 +87,18 @@ def train_collator(model: nn.Module, tokenizer: Any, image_processor: Any, cfg: 
 
 def run_task(task: Any, cfg: TrainConfig, profile: Profile, run_dir: Path, accelerator: Accelerator,
              resume: bool) -> Path:
-    """Record the configuration, run the loop, return the metrics file."""
+    """Record the configuration, run the loop, return the metrics file.
+
+    ``resume`` continues from the newest checkpoint only when ``run_dir/config.json`` describes
+    this same run (:func:`~kdlib.train.config.changed_fields`); otherwise it raises, naming the
+    fields, rather than mix two configurations in one model.
+    """
+    config = run_dir / "config.json"
+    if resume and config.is_file() and checkpoint.latest(run_dir / "checkpoints") is not None:
+        changed = changed_fields(json.loads(config.read_text()), cfg, profile)
+        if changed:
+            raise ValueError(f"{config}: its checkpoints were trained with other values of {', '.join(changed)}; "
+                             "run without --resume (resume=False) to start this configuration afresh")
     write_config(run_dir, cfg, profile, accelerator)
     return loop.run(task, cfg, run_dir, accelerator, resume)
 

@@ -33,8 +33,8 @@ from kdlib.data.records import records_digest
 from kdlib.data.study import Study, corpus_texts, load_study
 from kdlib.models import ModelPair, build_pair, build_tokenizer, load_mllm, save_mllm
 from kdlib.models.feature_cache import data_processor
-from kdlib.profiles import NOT_IN_RUNS, Profile, without
-from kdlib.train.config import NOT_IN_RESULTS, TrainConfig
+from kdlib.profiles import Profile
+from kdlib.train.config import TrainConfig, changed_fields
 from kdlib.train.distill import distill
 from kdlib.train.metrics_log import read_metrics
 from kdlib.train.sft import train_sft
@@ -99,9 +99,9 @@ def write_data_file(run_dir: Path, study: Study) -> None:
 def finished_run(run_dir: Path, model_dir: Path, cfg: TrainConfig, profile: Profile, study: Study,
                  starts: Iterable[Path] = ()) -> RunPaths | None:
     """The run's paths when ``model_dir`` is saved after its ``starts`` (the models it began
-    from) and ``run_dir`` holds this configuration (:data:`~kdlib.train.config.NOT_IN_RESULTS`
-    aside), profile (its :meth:`~kdlib.profiles.Profile.run_dict`) and ``study.train`` records
-    with all ``cfg.steps`` steps logged; else None."""
+    from) and ``run_dir`` holds this configuration and profile (no
+    :func:`~kdlib.train.config.changed_fields`) and ``study.train`` records with all
+    ``cfg.steps`` steps logged; else None."""
     config, metrics, data = run_dir / "config.json", run_dir / "metrics.jsonl", data_file(run_dir)
     if not (model_dir.is_dir() and config.is_file() and metrics.is_file() and data.is_file()):
         return None
@@ -109,10 +109,7 @@ def finished_run(run_dir: Path, model_dir: Path, cfg: TrainConfig, profile: Prof
         return None
     if any(_newest(start) > _newest(model_dir) for start in starts):
         return None
-    saved = json.loads(config.read_text())
-    want = json.loads(json.dumps({"train": cfg.to_dict(), "profile": profile.run_dict()}))
-    same = without(saved.get("profile", {}), NOT_IN_RUNS) == want["profile"] and \
-        without(saved.get("train", {}), NOT_IN_RESULTS) == without(want["train"], NOT_IN_RESULTS)
+    same = not changed_fields(json.loads(config.read_text()), cfg, profile)
     return RunPaths(model_dir, metrics) if same and len(read_metrics(metrics)) == cfg.steps else None
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from accelerate import Accelerator
 
 from kdlib.profiles import get_profile
-from kdlib.train.config import ABLATIONS, METHODS, TrainConfig
+from kdlib.train.config import ABLATIONS, METHODS, TrainConfig, changed_fields, run_record
+from kdlib.train.sft import run_task
 
 TINY = get_profile("tiny")
 
@@ -51,3 +55,25 @@ def test_overrides_and_serialisation():
     assert cfg.micro_batch_size == 2 and d["ablate"] == ["lm"] and d["minillm"]["mix_alpha"] == cfg.minillm.mix_alpha
     assert set(ABLATIONS) >= set(d["ablate"])
 
+
+
+def test_changed_fields_name_what_changes_the_model_only():
+    cfg = TrainConfig.from_profile(TINY, "paper")
+    saved = run_record(cfg, TINY)
+    assert changed_fields(saved, cfg, TINY) == []
+    bookkeeping = TINY.override({"train.checkpoint_every": 5, "seeds": 7, "budget": "other"})
+    quiet = TrainConfig.from_profile(bookkeeping, "paper", progress=False, keep_checkpoints=4)
+    assert changed_fields(saved, quiet, bookkeeping) == []
+    faster = TINY.override({"train.kd_lr": 1e-2})
+    assert changed_fields(saved, TrainConfig.from_profile(faster, "paper"), faster) == \
+        ["profile.train.kd_lr", "train.lr"]
+    assert changed_fields({}, cfg, TINY)  # a config.json without the run's fields
+
+
+def test_resume_refuses_checkpoints_of_another_configuration(tmp_path):
+    cfg = TrainConfig.from_profile(TINY, "paper")
+    (tmp_path / "config.json").write_text(json.dumps(run_record(cfg, TINY)))
+    (tmp_path / "checkpoints" / "step-00000002").mkdir(parents=True)
+    other = TrainConfig.from_profile(TINY, "paper", ["lm"])
+    with pytest.raises(ValueError, match=r"config\.json.*train\.ablate.*without --resume"):
+        run_task(None, other, TINY, tmp_path, Accelerator(cpu=True), resume=True)
