@@ -29,7 +29,7 @@ from kdlib.models.lora import unwrap
 from kdlib.profiles import Profile
 from kdlib.train import checkpoint, loop
 from kdlib.train.batches import BatchOrder, ground_truth_micro_batches, local_block
-from kdlib.train.config import TrainConfig, changed_fields
+from kdlib.train.config import TrainConfig, changed_fields, run_record
 from kdlib.train.methods import Objective, build_objective
 
 
@@ -60,8 +60,8 @@ def write_config(run_dir: Path, cfg: TrainConfig, profile: Profile, accelerator:
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     tmp = run_dir / "config.json.tmp"
-    tmp.write_text(json.dumps({"train": cfg.to_dict(), "profile": profile.to_dict(),
-                               "processes": accelerator.num_processes}, indent=2, sort_keys=True))
+    tmp.write_text(json.dumps({**run_record(cfg, profile), "processes": accelerator.num_processes},
+                              indent=2, sort_keys=True))
     tmp.replace(run_dir / "config.json")
 
 

@@ -56,7 +56,6 @@ def test_overrides_and_serialisation():
     assert set(ABLATIONS) >= set(d["ablate"])
 
 
-
 def test_changed_fields_name_what_changes_the_model_only():
     cfg = TrainConfig.from_profile(TINY, "paper")
     saved = run_record(cfg, TINY)
