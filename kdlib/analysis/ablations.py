@@ -45,7 +45,8 @@ def ablation_label(name: str) -> str:
 
 
 def train_ablations(ctx: Any, terms: Sequence[str] = ABLATIONS, study: Any = None) -> dict[str, Path]:
-    """Distil once per ``term``, without it; ``{run name: model folder}`` (reused when already done)."""
+    """Distil once per ``term``, without it; ``{run name: model folder}`` (reused when already done,
+    continued from its newest checkpoint when interrupted)."""
     from kdlib.data.study import load_study
     from kdlib.train.study import train_run
 
@@ -55,7 +56,8 @@ def train_ablations(ctx: Any, terms: Sequence[str] = ABLATIONS, study: Any = Non
     folders = {}
     for term in terms:
         paths = train_run(ctx.profile, "paper", ctx.out_dir, data_root=ctx.data_root, ablate=(term,), seed=ctx.seed,
-                          progress=ctx.progress, device=ctx.device, study=study, cache_dir=ctx.vision_cache)
+                          progress=ctx.progress, resume=True, device=ctx.device, study=study,
+                          cache_dir=ctx.vision_cache)
         folders[ablation_name(term)] = paths.model
     return folders
 

@@ -43,7 +43,8 @@ def _label(model: str) -> str:
 def train_related(ctx: Any, methods: Sequence[str] = RELATED_METHODS, study: Any = None) -> dict[str, Path]:
     """Distil ``models/teacher`` into ``models/student_sft`` with each method; ``{run name: model folder}``.
 
-    ``ctx`` is a :class:`kdlib.book.RunContext`; a missing SFT model names the training notebook.
+    ``ctx`` is a :class:`kdlib.book.RunContext`; a missing SFT model names the training notebook. A
+    finished run is reused; an interrupted one continues from its newest checkpoint.
     """
     from kdlib.data.study import load_study
     from kdlib.train.study import train_run
@@ -54,7 +55,8 @@ def train_related(ctx: Any, methods: Sequence[str] = RELATED_METHODS, study: Any
     folders = {}
     for method in methods:
         paths = train_run(ctx.profile, method, ctx.out_dir, data_root=ctx.data_root, seed=ctx.seed,
-                          progress=ctx.progress, device=ctx.device, study=study, cache_dir=ctx.vision_cache)
+                          progress=ctx.progress, resume=True, device=ctx.device, study=study,
+                          cache_dir=ctx.vision_cache)
         folders[run_name(method)] = paths.model
     return folders
 

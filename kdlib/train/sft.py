@@ -98,7 +98,8 @@ def run_task(task: Any, cfg: TrainConfig, profile: Profile, run_dir: Path, accel
         changed = changed_fields(json.loads(config.read_text()), cfg, profile)
         if changed:
             raise ValueError(f"{config}: its checkpoints were trained with other values of {', '.join(changed)}; "
-                             "run without --resume (resume=False) to start this configuration afresh")
+                             f"delete {run_dir / 'checkpoints'} or run without --resume (resume=False) to start this "
+                             "configuration afresh")
     write_config(run_dir, cfg, profile, accelerator)
     return loop.run(task, cfg, run_dir, accelerator, resume)
 

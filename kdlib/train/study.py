@@ -153,12 +153,13 @@ def train_run(profile: Profile, method: str, out_dir: Path, data_root: str | Pat
     return RunPaths(model_dir, result.metrics)
 
 
-def run_study_training(ctx: Any, method: str = "paper", ablate: Iterable[str] = (), resume: bool = False,
+def run_study_training(ctx: Any, method: str = "paper", ablate: Iterable[str] = (), resume: bool = True,
                        study: Study | None = None, **changes: Any) -> StudyRuns:
     """Teacher SFT, student SFT and distillation at ``ctx.profile`` (a :class:`kdlib.book.RunContext`).
 
     Saves ``models/{teacher,student_sft,student_kd}`` under ``ctx.out_dir`` and a metrics JSONL per
-    run; returns their paths by run name. ``study`` defaults to the data of ``ctx.seed``.
+    run; returns their paths by run name. ``study`` defaults to the data of ``ctx.seed``. A run a dead
+    kernel interrupted continues from its newest checkpoint (``resume``, as the book's chapters do).
     """
     study = study or load_study(ctx.profile, ctx.data_root, ctx.seed)
     common = dict(out_dir=ctx.out_dir, data_root=ctx.data_root, seed=ctx.seed, progress=ctx.progress,

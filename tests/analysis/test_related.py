@@ -64,3 +64,25 @@ def test_budget_table_reads_config_and_metrics(tmp_path):
     assert row["loss terms"] == "ce + logit + visual + attention"
     with pytest.raises(FileNotFoundError, match="related_methods"):
         budget_table(ctx, ["student_switch_kd"])
+
+
+@pytest.mark.parametrize("train", ["related", "ablations", "study"])
+def test_the_book_continues_interrupted_runs(train, tmp_path, monkeypatch):
+    """A chapter rerun after a dead kernel resumes each run from its checkpoint instead of step 0."""
+    import kdlib.train.study as study_module
+    from kdlib.analysis.ablations import train_ablations
+    from kdlib.analysis.related import train_related
+
+    calls = []
+
+    def fake_train_run(profile, method, out_dir=None, **kwargs):
+        calls.append((method, kwargs["resume"]))
+        return study_module.RunPaths(tmp_path / method, tmp_path / "metrics.jsonl")
+
+    monkeypatch.setattr(study_module, "train_run", fake_train_run)
+    ctx = RunContext(get_profile("tiny"), tmp_path, tmp_path, 0, torch.device("cpu"), False)
+    for model in ("teacher", "student_sft"):
+        (tmp_path / "models" / model).mkdir(parents=True)
+    run = {"related": train_related, "ablations": train_ablations, "study": study_module.run_study_training}[train]
+    run(ctx, study=object())
+    assert calls and all(resume for _, resume in calls), calls
