@@ -19,6 +19,7 @@ interval of ``d`` lies above 0, is *reversed* when it lies below 0, and is *unde
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -136,3 +137,34 @@ def ordering_sentence(table: pd.DataFrame) -> str:
         said = ", ".join(f"{verdict} on {counts[verdict]} of {len(group)} tasks" for verdict in counts.index)
         parts.append(f"'{claim}': {said}")
     return "; ".join(parts)
+
+
+def seed_noise(path: Path, tasks: Sequence[str]) -> dict[str, float]:
+    """Per task, the 95% CI half-width of the paired difference ``student_kd - student_sft`` in the
+    seeds chapter's ``results/seeds.json`` at ``path``: how far a change of seed moves a difference
+    between two students. Empty when the file is absent or holds one seed (no interval)."""
+    if not path.is_file():
+        return {}
+    claim = f"{MODEL_LABELS['student_kd']} > {MODEL_LABELS['student_sft']}"
+    try:
+        rows = json.loads(path.read_text())["ordering"]
+        return {r["task"]: float(r["± 95% CI"]) for r in rows
+                if r["claim"] == claim and r["task"] in tasks and not math.isnan(float(r["± 95% CI"]))}
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: not a seeds-chapter result ({err!r}); rerun the notebook 'seeds'") from err
+
+
+def seed_noise_sentence(ctx: RunContext, tasks: Sequence[str]) -> str:
+    """A sentence for the one-seed chapters (related methods, ablations) giving :func:`seed_noise` per
+    task; empty before the seeds chapter ran."""
+    path = ctx.out_dir / "results" / "seeds.json"
+    noise = seed_noise(path, tasks)
+    if not noise:
+        return ""
+    seeds = len(json.loads(path.read_text())["seeds"])
+    widths = ", ".join(f"{PAPER_WHERE[task][2]} {HEADLINE[task]} ±{noise[task]:.2f}"
+                       + (" (every seed scored the same)" if noise[task] == 0 else "") for task in tasks if task in noise)
+    return (f"Every student here is one run (seed {ctx.seed}). Over the {seeds} seeds of the seeds chapter, the "
+            "difference between the distilled and the SFT student has these 95% interval half-widths: "
+            f"{widths} points; a difference between two students smaller than that is within what a change of "
+            "seed does.")

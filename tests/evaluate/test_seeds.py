@@ -9,9 +9,10 @@ import pytest
 import torch
 from scipy import stats
 
-from kdlib.book import RunContext
+from kdlib.book import RunContext, write_json
 from kdlib.evaluate.paper import paper_value
-from kdlib.evaluate.seeds import mean_ci, ordering, ordering_sentence, ordering_table, seed_context, seed_table, study_seeds
+from kdlib.evaluate.seeds import (mean_ci, ordering, ordering_sentence, ordering_table, seed_context, seed_noise,
+                                  seed_noise_sentence, seed_table, study_seeds)
 from kdlib.profiles import get_profile
 
 
@@ -57,3 +58,23 @@ def test_each_seed_has_its_own_folder(tmp_path: Path):
     assert other.out_dir == tmp_path / "out" / "seeds" / "seed6" and other.seed == 6 and other.profile is ctx.profile
     assert ctx.vision_cache == tmp_path / "out" / "cache" / "vision"
     assert other.vision_cache == ctx.vision_cache  # the frozen tower's features are the same for every seed
+
+
+def test_seed_noise_reads_the_paired_interval_of_the_seeds_chapter(tmp_path):
+    by_seed = {s: results(k, 10.0 + s, 20.0) for s, k in enumerate((12, 7, 10))}
+    claims = ordering_table(by_seed, ["scene_aid"])
+    path = tmp_path / "results" / "seeds.json"
+    path.parent.mkdir()
+    write_json(path, {"seeds": [0, 1, 2], "ordering": claims.reset_index().to_dict(orient="records")})
+    want = ordering(by_seed, "scene_aid")["± 95% CI"]
+    assert seed_noise(path, ["scene_aid"]) == {"scene_aid": pytest.approx(want, abs=0.005)}
+    assert seed_noise(path, ["vqa_lr"]) == {} and seed_noise(tmp_path / "absent.json", ["scene_aid"]) == {}
+    ctx = RunContext(get_profile("tiny"), tmp_path, tmp_path, 0, torch.device("cpu"), False)
+    assert f"AID OA ±{want:.2f}" in seed_noise_sentence(ctx, ["scene_aid", "vqa_lr"])
+    assert "3 seeds" in seed_noise_sentence(ctx, ["scene_aid"])
+    one = ordering_table({0: results(12, 10, 20)}, ["scene_aid"])
+    write_json(path, {"seeds": [0], "ordering": one.reset_index().to_dict(orient="records")})
+    assert seed_noise_sentence(ctx, ["scene_aid"]) == ""
+    path.write_text('{"seeds": [0]}')
+    with pytest.raises(ValueError, match=r"seeds\.json.*seeds"):
+        seed_noise(path, ["scene_aid"])
