@@ -69,15 +69,24 @@ def select_visual_tokens(layer: Tensor, grid: tuple[int, int], keep: int, query:
     return torch.cat([layer[:, :1], picked.to(layer.dtype)], dim=1), clusters.num_clusters
 
 
+def encoder_layers(tower: nn.Module) -> nn.ModuleList:
+    """The transformer blocks of a vision tower, whatever its layout: the first ``ModuleList`` named
+    ``layers`` or ``layer`` (CLIP ``vision_model.encoder.layers``, DINOv2 ``encoder.layer``, ViT ``layers``)."""
+    for name, module in tower.named_modules():
+        if isinstance(module, nn.ModuleList) and name.rsplit(".", 1)[-1] in ("layers", "layer"):
+            return module
+    raise ValueError(f"{type(tower).__name__} has no list of encoder layers (a ModuleList named layers or layer)")
+
+
 def query_value_maps(tower: nn.Module, layer_index: int) -> tuple[nn.Module, nn.Module]:
-    """``(W_q, W_v)`` of encoder layer ``layer_index`` of a vision tower (CLIP ``q_proj``/``v_proj``,
-    ViT/DINOv2 ``query``/``value``)."""
-    encoder = getattr(tower, "vision_model", tower).encoder
-    layers = getattr(encoder, "layers", None) or getattr(encoder, "layer")
-    modules = dict(layers[layer_index].named_modules())
-    for q, v in (("self_attn.q_proj", "self_attn.v_proj"), ("attention.attention.query", "attention.attention.value")):
-        if q in modules and v in modules:
-            return modules[q], modules[v]
+    """``(W_q, W_v)`` of encoder layer ``layer_index`` of a vision tower, found by their names inside the
+    layer: ``q_proj``/``v_proj`` (CLIP, SigLIP, ViT and DINOv2 in transformers 5) or ``query``/``value``
+    (ViT and DINOv2 in transformers 4)."""
+    layer = encoder_layers(tower)[layer_index]
+    by_leaf = {name.rsplit(".", 1)[-1]: module for name, module in layer.named_modules() if name}
+    for q, v in (("q_proj", "v_proj"), ("query", "value")):
+        if q in by_leaf and v in by_leaf:
+            return by_leaf[q], by_leaf[v]
     raise ValueError(f"vision layer {layer_index} of {type(tower).__name__} has no q_proj/v_proj or query/value maps")
 
 

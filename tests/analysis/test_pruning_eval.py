@@ -123,3 +123,29 @@ def test_pruning_verdict():
     rows = [{"task": t, "keep": k, "OA": oa} for t, k, oa in
             (("a", 64, 50.0), ("a", 8, 45.5), ("b", 64, 10.0), ("b", 8, 10.0))]
     assert pruning_verdict(rows) == "Keeping 8 of the 64 tokens changes OA by -4.50 points on a and +0.00 on b."
+
+
+@pytest.mark.parametrize("kind", ["clip", "dinov2", "vit"])
+def test_query_value_maps_finds_the_attention_maps_of_each_tower(kind):
+    """CLIP keeps its blocks in vision_model.encoder.layers, DINOv2 in encoder.layer, ViT (transformers 5)
+    in layers; the maps are named q_proj/v_proj or query/value."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel, Dinov2Config, Dinov2Model, ViTConfig, ViTModel
+
+    from kdlib.analysis.pruning_eval import encoder_layers, query_value_maps
+
+    sizes = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32)
+    config, model = {"clip": (CLIPVisionConfig, CLIPVisionModel), "dinov2": (Dinov2Config, Dinov2Model),
+                     "vit": (ViTConfig, ViTModel)}[kind]
+    tower = model(config(**sizes))
+    q, v = query_value_maps(tower, -2)
+    layers = encoder_layers(tower)
+    assert len(layers) == 2
+    names = {id(m): n for n, m in layers[-2].named_modules()}
+    assert names[id(q)].rsplit(".", 1)[-1] in ("q_proj", "query")
+    assert names[id(v)].rsplit(".", 1)[-1] in ("v_proj", "value")
+    no_maps = torch.nn.Module()
+    no_maps.layer = torch.nn.ModuleList([torch.nn.Linear(4, 4)])
+    with pytest.raises(ValueError, match="no q_proj/v_proj"):
+        query_value_maps(no_maps, 0)
+    with pytest.raises(ValueError, match="no list of encoder layers"):
+        encoder_layers(torch.nn.Linear(4, 4))

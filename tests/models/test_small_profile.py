@@ -125,3 +125,17 @@ def test_efficiency_counts_the_real_small_models_once(small_pair):
         llm = {id(p): p for p in [*model.model.language_model.parameters(), *model.lm_head.parameters()]}.values()
         assert counted[role]["parts"]["llm"]["params_M"] == pytest.approx(sum(p.numel() for p in llm) / 1e6, abs=0.01)
     assert counted["input"]["image_tokens"] == num_image_tokens(small_pair.student)
+
+
+def test_geollava_pruning_runs_on_the_dinov2_student(small_pair, tmp_path):
+    """The related-methods chapter prunes the small student's visual tokens (DINOv2 tower, pooled grid)."""
+    from kdlib.analysis.pruning_eval import PrunedMLLM
+    from kdlib.data.collate import Collator
+
+    records, n = _records(tmp_path), num_image_tokens(small_pair.student)
+    batch = Collator(small_pair.tokenizer, small_pair.image_processor, n, 200)(records)
+    pruned = PrunedMLLM(small_pair.student, 8)
+    with torch.no_grad():
+        out = pruned(**batch)
+    assert out.logits.shape[1] == batch["input_ids"].shape[1] - (n - 8)
+    assert len(pruned.clusters) == len(records) and all(1 <= c <= n for c in pruned.clusters)
