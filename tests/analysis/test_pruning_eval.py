@@ -6,9 +6,10 @@ import json
 
 import pytest
 import torch
+from transformers import CLIPVisionConfig, CLIPVisionModel, Dinov2Config, Dinov2Model, ViTConfig, ViTModel
 
-from kdlib.analysis.pruning_eval import (PrunedMLLM, answer_nll, drop_image_tokens, keep_counts, pruning_verdict,
-                                         select_visual_tokens)
+from kdlib.analysis.pruning_eval import (PrunedMLLM, answer_nll, drop_image_tokens, encoder_layers, keep_counts,
+                                         pruning_verdict, query_value_maps, select_visual_tokens)
 from kdlib.evaluate.generate import generation_collator, greedy_config
 from kdlib.evaluate.runner import evaluate_model
 from kdlib.models import build_pair, num_image_tokens
@@ -129,11 +130,7 @@ def test_pruning_verdict():
 def test_query_value_maps_finds_the_attention_maps_of_each_tower(kind):
     """CLIP keeps its blocks in vision_model.encoder.layers, DINOv2 in encoder.layer, ViT (transformers 5)
     in layers; the maps are named q_proj/v_proj or query/value."""
-    from transformers import CLIPVisionConfig, CLIPVisionModel, Dinov2Config, Dinov2Model, ViTConfig, ViTModel
-
-    from kdlib.analysis.pruning_eval import encoder_layers, query_value_maps
-
-    sizes = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32)
+    sizes = {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 32}
     config, model = {"clip": (CLIPVisionConfig, CLIPVisionModel), "dinov2": (Dinov2Config, Dinov2Model),
                      "vit": (ViTConfig, ViTModel)}[kind]
     tower = model(config(**sizes))
