@@ -69,8 +69,9 @@ class NotebookRun:
     seconds: float
 
 
-def execute(nb: Path, stage: Path, params: dict, kernel: str, timeout: int) -> NotebookRun:
-    """Run one notebook into ``stage/nb``; on failure raise :class:`UserError` naming the cell."""
+def execute(nb: Path, stage: Path, params: dict, kernel: str, timeout: int | None) -> NotebookRun:
+    """Run one notebook into ``stage/nb`` (``timeout``: seconds per cell, None for no limit); on failure
+    raise :class:`UserError` naming the cell."""
     import papermill as pm
 
     src, dst = REPO_ROOT / nb, stage / nb
@@ -113,7 +114,7 @@ def build_book(stage: Path) -> Path:
 
 
 def reproduce(profile_name: str, overrides: dict, data_root: str | None, out: Path, seed: int, device: str,
-              kernel: str, timeout: int, build: bool = True, only: list[str] | None = None) -> Path:
+              kernel: str, timeout: int | None, build: bool = True, only: list[str] | None = None) -> Path:
     """Execute the book's notebooks and build it; returns the HTML folder (or the staging folder)."""
     root = resolve_data_root(data_root)  # fails first, before anything is written
     check_kernel(kernel)
@@ -141,6 +142,14 @@ def reproduce(profile_name: str, overrides: dict, data_root: str | None, out: Pa
     return html
 
 
+def _seconds(text: str) -> int:
+    """``--timeout`` value: a positive whole number of seconds."""
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"--timeout must be a positive number of seconds, got {text}")
+    return value
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("reproduce", help="execute every notebook of the book on a profile and build it",
                        description="Execute the book's notebooks (in _toc.yml order) with papermill on a "
@@ -148,7 +157,8 @@ def add_parser(sub) -> None:
     add_profile_args(p)
     add_run_args(p)
     p.add_argument("--kernel", default="kdlib", help="Jupyter kernel papermill uses (default: %(default)s)")
-    p.add_argument("--timeout", type=int, default=1800, help="seconds per cell (default: %(default)s)")
+    p.add_argument("--timeout", type=_seconds, default=None,
+                   help="seconds per cell (default: no limit; at small a training cell runs for about an hour on a CPU)")
     p.add_argument("--only", nargs="+", metavar="NAME", help="run only these notebooks (stems), skip the build")
     p.add_argument("--no-build", action="store_true", help="execute the notebooks but do not build the book")
     p.set_defaults(func=run)

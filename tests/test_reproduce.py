@@ -46,6 +46,17 @@ def test_missing_kernel_is_named(tmp_path, data_root):
     assert "no-such-kernel" in proc.stderr and "ipykernel install" in proc.stderr
 
 
+def test_cells_have_no_time_limit_unless_one_is_asked_for():
+    """A `small` training cell runs for about an hour on a CPU: no default limit may kill it."""
+    from kdlib.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["reproduce"]).timeout is None
+    assert parser.parse_args(["reproduce", "--timeout", "60"]).timeout == 60
+    proc = kdlib_cli("reproduce", "--timeout", "0")
+    assert proc.returncode == 2 and "--timeout must be a positive number of seconds" in proc.stderr
+
+
 class PageCheck(HTMLParser):
     """Collects what makes a built page broken: error outputs, images without a file, empty tables."""
 
