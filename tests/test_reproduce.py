@@ -26,6 +26,8 @@ def test_every_toc_entry_exists_and_notebooks_have_parameters():
         cells = json.loads((REPO_ROOT / nb).read_text())["cells"]
         first = next(c for c in cells if c["cell_type"] == "code")
         assert "parameters" in first["metadata"].get("tags", []), f"{nb}: first code cell is not tagged parameters"
+        # the page shows papermill's injected values (the profile it ran at), not the defaults
+        assert "remove-cell" in first["metadata"]["tags"], f"{nb}: the default parameters cell is shown in the book"
         source = "".join(first["source"])
         for name in ("profile", "data_root", "out_dir", "seed", "device", "progress", "overrides"):
             assert re.search(rf"^{name}\s*:", source, re.M), f"{nb}: parameter {name!r} missing"
