@@ -139,6 +139,28 @@ def ordering_sentence(table: pd.DataFrame) -> str:
     return "; ".join(parts)
 
 
+def claim_sentence(table: pd.DataFrame) -> str:
+    """Whether the paper's main claim (distilled student above the SFT student) holds here, in plain words:
+    the tasks where the paired interval lies above zero, below zero or around it (:func:`ordering_table`)."""
+    rows = table.xs(f"{MODEL_LABELS['student_kd']} > {MODEL_LABELS['student_sft']}", level="claim")
+    tasks = {v: list(rows.index[rows["verdict"] == v]) for v in ("holds", "reversed", "undecided")}
+    if not any(tasks.values()):
+        return "With one seed there is no interval, so no verdict on the paper's claim."
+
+    def listed(names: list[str]) -> str:
+        return ", ".join(names) if names else "no task"
+
+    said = (f"The paper's claim, the distilled student above the SFT student, holds here on "
+            f"{listed(tasks['holds'])}, is reversed on {listed(tasks['reversed'])} and is undecided (its "
+            f"interval contains zero) on {listed(tasks['undecided'])}")
+    support, contradict = bool(tasks["holds"]), bool(tasks["reversed"])
+    if support and contradict:
+        return said + ": these runs support the paper on some tasks and contradict it on others."
+    if support or contradict:
+        return said + f": these runs {'support' if support else 'contradict'} the paper where it is decided."
+    return said + ": these runs neither confirm nor refute the paper; the differences are within seed noise."
+
+
 def seed_noise(path: Path, tasks: Sequence[str]) -> dict[str, float]:
     """Per task, the 95% CI half-width of the paired difference ``student_kd - student_sft`` in the
     seeds chapter's ``results/seeds.json`` at ``path``: how far a change of seed moves a difference

@@ -11,7 +11,7 @@ from scipy import stats
 
 from kdlib.book import RunContext, write_json
 from kdlib.evaluate.paper import paper_value
-from kdlib.evaluate.seeds import (mean_ci, ordering, ordering_sentence, ordering_table, seed_context, seed_noise,
+from kdlib.evaluate.seeds import (claim_sentence, mean_ci, ordering, ordering_sentence, ordering_table, seed_context, seed_noise,
                                   seed_noise_sentence, seed_table, study_seeds)
 from kdlib.profiles import get_profile
 
@@ -48,6 +48,24 @@ def test_seed_table_and_sentence():
     claims = ordering_table(by_seed, ["scene_aid"])
     assert list(claims["verdict"]) == ["holds", "holds"]
     assert ordering_sentence(claims).count("holds on 1 of 1 tasks") == 2
+
+
+def test_claim_sentence_names_the_tasks_of_each_verdict():
+    def seed(kd_aid: float, kd_ucm: float) -> dict:
+        return {"student_kd": {"scene_aid": {"OA": kd_aid}, "scene_ucmerced": {"OA": kd_ucm}},
+                **{m: {"scene_aid": {"OA": 10.0}, "scene_ucmerced": {"OA": 10.0}} for m in ("student_sft", "teacher")}}
+
+    tasks = ["scene_aid", "scene_ucmerced"]
+    mixed = ordering_table({0: seed(12, 8), 1: seed(13, 12), 2: seed(14, 10)}, tasks)  # AID holds, UCM undecided
+    said = claim_sentence(mixed)
+    assert "holds here on scene_aid, is reversed on no task" in said and "undecided" in said
+    assert said.endswith("support the paper where it is decided.")
+    lower = ordering_table({0: seed(7, 6), 1: seed(8, 7), 2: seed(6, 5)}, tasks)
+    assert "reversed on scene_aid, scene_ucmerced" in claim_sentence(lower)
+    assert claim_sentence(lower).endswith("contradict the paper where it is decided.")
+    noise = ordering_table({0: seed(8, 12), 1: seed(12, 8), 2: seed(10, 10)}, tasks)
+    assert claim_sentence(noise).endswith("neither confirm nor refute the paper; the differences are within seed noise.")
+    assert "no verdict" in claim_sentence(ordering_table({0: seed(12, 8)}, tasks))
 
 
 def test_each_seed_has_its_own_folder(tmp_path: Path):
