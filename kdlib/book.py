@@ -19,15 +19,9 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from kdlib.devices import pick_device
 from kdlib.paths import resolve_data_root
 from kdlib.profiles import Profile, get_profile
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    """``auto`` -> ``cuda`` when available, else ``cpu``."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def seed_everything(seed: int) -> None:

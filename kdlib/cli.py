@@ -2,7 +2,11 @@
 
 Every module named in ``COMMANDS`` provides ``add_parser(subparsers)``, which registers its
 sub-command and sets ``func`` (a callable taking the parsed ``argparse.Namespace`` and
-returning an exit code).
+returning an exit code), and may set ``on_interrupt`` (what to tell a user who pressed Ctrl-C).
+
+:func:`main` is the one place where kdlib's own errors (:class:`~kdlib.errors.UserError`, a
+:class:`~kdlib.data.records.DataError` or other ``ValueError``, a missing file, a disk fault)
+and Ctrl-C become one line on stderr and a non-zero exit status.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import argparse
 import importlib
 import sys
 
-from kdlib.errors import UserError
+from kdlib.errors import UserError, disk_fault
 
 COMMANDS = {
     "profiles": "kdlib.commands.profiles",
@@ -45,8 +49,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (UserError, FileNotFoundError, ValueError) as err:
-        print(f"kdlib {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return _fail(args.command, str(err))
+    except OSError as err:
+        fault = disk_fault(err, err.filename)
+        if fault is None:
+            raise
+        return _fail(args.command, str(fault))
+    except KeyboardInterrupt:
+        hint = getattr(args, "on_interrupt", "")
+        print(f"kdlib {args.command}: interrupted" + (f"; {hint}" if hint else ""), file=sys.stderr)
+        return 130
+
+
+def _fail(command: str, message: str) -> int:
+    """Print ``kdlib COMMAND: error: MESSAGE`` on stderr; the exit status of a failed command (2)."""
+    print(f"kdlib {command}: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

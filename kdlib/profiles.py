@@ -13,6 +13,7 @@ with a dotted key, from the CLI (``--set train.kd_steps=10``) or a notebook
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -97,6 +98,7 @@ class DataSpec:
     val_fraction: float = 0.1
     test_fraction: float = 0.2
     max_length: int = 128  # tokens per training sequence, image tokens excluded
+    decode_images: bool = False  # decode every training image fully before a run's first step
 
     def __post_init__(self) -> None:
         _check(min(self.per_class, self.vqa_per_type, self.captions) >= 0, "data sizes must be >= 0")
@@ -124,13 +126,15 @@ class TrainSpec:
     def __post_init__(self) -> None:
         _check(self.sft_steps >= 0 and self.kd_steps >= 0, "steps must be >= 0")
         _check(self.batch_size > 0 and self.lr > 0 and self.kd_lr > 0, "batch_size and lrs must be > 0")
+        for name in ("lr", "kd_lr", "grad_clip"):
+            _check(math.isfinite(getattr(self, name)), f"train.{name} {getattr(self, name)} must be finite")
         _check(0.0 <= self.mix_alpha <= 1.0, f"mix_alpha {self.mix_alpha} not in [0, 1]")
         _check(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio must be in [0, 1)")
 
 
-NOT_IN_RUNS = ("description", "budget", "seeds", "train.checkpoint_every")
-"""Profile fields (dotted) that describe the study or how often a run saves, not what it learns:
-a saved run stays valid when they change."""
+NOT_IN_RUNS = ("description", "budget", "seeds", "train.checkpoint_every", "data.decode_images")
+"""Profile fields (dotted) that describe the study, how often a run saves or what it checks before
+starting, not what it learns: a saved run stays valid when they change."""
 
 
 def without(d: Mapping[str, Any], paths: Iterable[str]) -> dict[str, Any]:
@@ -187,6 +191,9 @@ def _replace_path(obj: Any, parts: list[str], value: Any, key: str) -> Any:
     if parts[0] not in names:
         raise ValueError(f"profile has no field {key!r} (known here: {', '.join(names)})")
     f = names[parts[0]]
+    if len(parts) == 1 and dataclasses.is_dataclass(getattr(obj, parts[0])):
+        sub = ", ".join(g.name for g in dataclasses.fields(getattr(obj, parts[0])))
+        raise ValueError(f"profile field {key!r} has sub-fields: set one of them, e.g. {key}.<name> ({sub})")
     if len(parts) > 1:
         child = getattr(obj, parts[0])
         if not dataclasses.is_dataclass(child):
@@ -206,15 +213,18 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             return None
         return _coerce(value, next(a for a in args if a is not type(None)), key)
     if origin is tuple:
-        return tuple(int(v) for v in value.split(",") if v.strip())
+        try:
+            return tuple(int(v) for v in value.split(",") if v.strip())
+        except ValueError:
+            raise ValueError(f"{key}: cannot read {value!r} as comma-separated integers") from None
     if hint is bool:
         if value.lower() not in ("true", "false", "1", "0"):
             raise ValueError(f"{key}: expected true/false, got {value!r}")
         return value.lower() in ("true", "1")
     try:
         return hint(value)
-    except ValueError as err:
-        raise ValueError(f"{key}: cannot read {value!r} as {hint.__name__}") from err
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{key}: cannot read {value!r} as {getattr(hint, '__name__', hint)}") from err
 
 
 def _tiny() -> Profile:
@@ -242,7 +252,7 @@ def _small() -> Profile:
         student=LLMSpec("HuggingFaceTB/SmolLM2-135M-Instruct",
                         keep_layers=(0, 1, 2, 3, 4, 5, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29)),
         lora=LoRASpec(r=0),
-        data=DataSpec(per_class=40, vqa_per_type=400, captions=600, max_length=256),
+        data=DataSpec(per_class=40, vqa_per_type=400, captions=600, max_length=256, decode_images=True),
         train=TrainSpec(sft_steps=300, kd_steps=150, batch_size=8, lr=1e-4, kd_lr=2e-5, max_new_tokens=16,
                         checkpoint_every=25),
         budget="about 2 h per seed on a 2-core CPU (train + evaluate), minutes on a GPU",
@@ -260,7 +270,7 @@ def _paper() -> Profile:
         student=LLMSpec("MBZUAI/geochat-7B", hidden_size=4096, num_layers=32, num_heads=32,
                         intermediate_size=11008),
         lora=LoRASpec(r=64, alpha=16, dropout=0.05),
-        data=DataSpec(per_class=0, vqa_per_type=0, captions=0, max_length=2048),
+        data=DataSpec(per_class=0, vqa_per_type=0, captions=0, max_length=2048, decode_images=True),
         train=TrainSpec(sft_steps=2400, kd_steps=2400, batch_size=144, lr=2e-4, kd_lr=5e-6,
                         max_new_tokens=256, grounding_steps=1600, checkpoint_every=200),
         dtype="bfloat16",
@@ -281,13 +291,13 @@ def get_profile(name: str, overrides: Mapping[str, Any] | None = None) -> Profil
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, str]:
-    """``["train.kd_steps=5", ...]`` -> ``{"train.kd_steps": "5"}``."""
+    """``["train.kd_steps=5", ...]`` -> ``{"train.kd_steps": "5"}`` (spaces around key parts and value dropped)."""
     out: dict[str, str] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ValueError(f"override {item!r} is not KEY=VALUE")
-        out[key.strip()] = value.strip()
+        out[".".join(part.strip() for part in key.split("."))] = value.strip()
     return out
 
 

@@ -24,6 +24,7 @@ import yaml
 from kdlib.errors import UserError
 from kdlib.commands.profiles import add_profile_args, add_run_args, profile_from_args
 from kdlib.paths import REPO_ROOT, resolve_data_root
+from kdlib.profiles import parse_overrides
 
 BOOK_FILES = ("_config.yml", "_toc.yml", "references.bib")
 BOOK_DIRS = ("book",)
@@ -56,11 +57,19 @@ def toc_notebooks(repo: Path = REPO_ROOT) -> list[Path]:
 
 
 def check_kernel(name: str) -> None:
-    from jupyter_client.kernelspec import find_kernel_specs
+    """Raise :class:`UserError` unless kernel ``name`` is installed and its Python still exists."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
-    if name not in find_kernel_specs():
+    try:
+        spec = KernelSpecManager().get_kernel_spec(name)
+    except NoSuchKernel:
         raise UserError(f"the Jupyter kernel {name!r} is not installed; {KERNEL_HELP} "
-                        "(or pass --kernel python3)")
+                        "(or pass --kernel python3)") from None
+    exe = Path(spec.argv[0]) if spec.argv else None
+    if exe is not None and exe.is_absolute() and not exe.exists():
+        raise UserError(f"the Jupyter kernel {name!r} runs {exe}, which no longer exists (deleted environment?)"
+                        "; re-register it from the environment kdlib is installed in with: "
+                        f"python -m ipykernel install --user --name {name}")
 
 
 @dataclass(frozen=True)
@@ -167,6 +176,6 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     profile = profile_from_args(args)  # validates the overrides before anything runs
     out = Path(args.out) if args.out else REPO_ROOT / "runs" / profile.name
-    reproduce(profile.name, dict(kv.split("=", 1) for kv in args.overrides), args.data_root or None, out, args.seed,
+    reproduce(profile.name, parse_overrides(args.overrides), args.data_root or None, out, args.seed,
               args.device, args.kernel, args.timeout, build=not (args.no_build or args.only), only=args.only)
     return 0

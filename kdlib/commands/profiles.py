@@ -24,7 +24,13 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
 
 
 def profile_from_args(args: argparse.Namespace):
-    return get_profile(args.profile, parse_overrides(args.overrides))
+    """The profile of ``--profile`` and ``--set``; with :func:`add_run_args`, ``--device`` is checked too."""
+    profile = get_profile(args.profile, parse_overrides(args.overrides))
+    if getattr(args, "device", "auto") != "auto":
+        from kdlib.devices import pick_device  # imports torch: only for commands that run a profile
+
+        pick_device(args.device)
+    return profile
 
 
 def add_parser(sub) -> None:

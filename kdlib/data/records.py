@@ -74,11 +74,18 @@ def records_digest(records: Sequence[Record]) -> str:
 
 
 def load_image(record: Record) -> Image.Image:
-    """The record's picture as an RGB PIL image, cropped to ``meta["crop"]`` (left, top, right, bottom)."""
+    """The record's picture as an RGB PIL image, cropped to ``meta["crop"]`` (left, top, right, bottom).
+
+    Any failure to read or decode the pixels (missing, truncated or corrupt file) raises
+    :class:`DataError` naming the image file and the record.
+    """
     if record.image is None:
         raise ValueError(f"record {record.id} has no image")
-    with Image.open(record.image) as img:
-        rgb = img.convert("RGB")
+    try:
+        with Image.open(record.image) as img:
+            rgb = img.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise data_error(record.image, f"record {record.id}", f"the image cannot be decoded ({err})") from err
     crop = record.meta.get("crop")
     return rgb.crop(tuple(crop)) if crop else rgb
 
@@ -111,6 +118,16 @@ def check_record_images(records: list[Record]) -> None:
         if rec.image is not None and rec.image not in seen:
             seen.add(rec.image)
             check_image(rec.image, rec.meta.get("source", rec.image), f"record {rec.id}")
+
+
+def decode_record_images(records: list[Record]) -> None:
+    """Decode every distinct image of ``records`` in full (:func:`load_image`), so that a corrupt file
+    stops a long run before its first step, named, rather than hours into it."""
+    seen: set[Path] = set()
+    for rec in records:
+        if rec.image is not None and rec.image not in seen:
+            seen.add(rec.image)
+            load_image(rec)
 
 
 def read_json(path: Path) -> Any:

@@ -115,6 +115,15 @@ def freeze_vision_tower(model: LlavaForConditionalGeneration) -> None:
     unwrap(model).model.vision_tower.requires_grad_(False)
 
 
+def require_finite_weights(model: torch.nn.Module, where: str) -> None:
+    """Raise ``ValueError`` naming ``where``, the count and the first tensor when any weight is NaN or
+    infinite (a diverged run): such a model answers nothing useful and must not be evaluated."""
+    bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise ValueError(f"{where}: {len(bad)} weight tensor(s) hold NaN or infinity (first: {bad[0]}); "
+                         "the model diverged in training: retrain it with a lower learning rate")
+
+
 def load_mllm(path_or_id: str | os.PathLike, dtype: str | torch.dtype | None = None,
               device: str | torch.device | None = None,
               attn_implementation: str | None = None) -> LoadedMLLM:
@@ -131,6 +140,7 @@ def load_mllm(path_or_id: str | os.PathLike, dtype: str | torch.dtype | None = N
     bad = {k: sorted(v) for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
     if bad:
         raise ValueError(f"{where}: weights do not match the config: {bad}")
+    require_finite_weights(model, where)
     freeze_vision_tower(model)
     try:
         tokenizer = AutoTokenizer.from_pretrained(where)

@@ -6,16 +6,23 @@ objects registered with :func:`register`: the learning-rate scheduler and the
 :class:`Progress` (steps done = the data position, since the batches and the sampling noise
 of step ``s`` are functions of ``(seed, s)`` alone). It is written into ``step-N.tmp`` and
 renamed when complete, so a run killed while saving leaves the previous checkpoint intact;
-:func:`latest` never returns a partial one. Only the newest ``keep`` checkpoints are kept.
+:func:`latest` never returns a partial one. Only the newest ``keep`` checkpoints are kept. A full
+disk while saving removes the partial folder and raises one line naming it; :func:`load_newest`
+falls back to the checkpoint before when the newest one cannot be read.
 """
 
 from __future__ import annotations
 
+import pickle
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from accelerate import Accelerator
+
+from kdlib.errors import UserError
+from kdlib.faults import remove, writing
 
 PREFIX = "step-"
 
@@ -59,7 +66,8 @@ def save(accelerator: Accelerator, root: Path, step: int, keep: int) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp), safe_serialization=False)
+    with writing(tmp, partial=[tmp]):
+        accelerator.save_state(str(tmp), safe_serialization=False)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         shutil.rmtree(final, ignore_errors=True)
@@ -68,6 +76,35 @@ def save(accelerator: Accelerator, root: Path, step: int, keep: int) -> Path:
             shutil.rmtree(old)
     accelerator.wait_for_everyone()
     return final
+
+
+def remove_partial(root: Path) -> list[Path]:
+    """Delete the ``step-N.tmp`` folders a killed save left under ``root``; return them."""
+    partial = sorted(root.glob(f"{PREFIX}*.tmp")) if root.is_dir() else []
+    remove(partial)
+    return partial
+
+
+UNREADABLE = (OSError, RuntimeError, EOFError, KeyError, ValueError, pickle.UnpicklingError)
+"""What loading a truncated or damaged checkpoint file raises (torch, pickle, accelerate)."""
+
+
+def load_newest(accelerator: Accelerator, root: Path) -> Path | None:
+    """Load the newest readable checkpoint under ``root`` (all processes call this); return it, or None
+    when there is none. A damaged one is skipped with a warning naming it and the error; when every
+    checkpoint is damaged, :class:`UserError` names the folder."""
+    found = complete_checkpoints(root)
+    for path in reversed(found):
+        try:
+            load(accelerator, path)
+            return path
+        except UNREADABLE as err:
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            warnings.warn(f"checkpoint {path} cannot be read ({first}); falling back to the one before",
+                          stacklevel=2)
+    if found:
+        raise UserError(f"{root}: no checkpoint can be read ({len(found)} damaged); start over with --restart")
+    return None
 
 
 def load(accelerator: Accelerator, path: Path) -> None:

@@ -6,6 +6,7 @@ Examples::
     kdlib train --profile tiny --method sft --role student
     kdlib train --profile tiny --method paper --ablate long --ablate lm
     kdlib train --profile tiny --method paper --resume        # continue from the newest checkpoint
+    kdlib train --profile tiny --method paper --restart       # start over, deleting its checkpoints
     accelerate launch --config_file configs/accelerate/ddp.yaml -m kdlib.cli train --profile paper --method paper
 
 The model lands in ``OUT/models/<run name>`` and the metrics in ``OUT/train/<run name>/metrics.jsonl``.
@@ -32,12 +33,16 @@ def add_parser(sub) -> None:
     p.add_argument("--role", choices=ROLES, default="student", help="which model sft trains (default: %(default)s)")
     p.add_argument("--ablate", action="append", choices=ABLATIONS, default=[], metavar="TERM",
                    help=f"drop a term of the paper method (repeatable): {', '.join(ABLATIONS)}")
-    p.add_argument("--resume", action="store_true", help="continue from the run's newest checkpoint")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true", help="continue from the run's newest checkpoint")
+    start.add_argument("--restart", action="store_true",
+                       help="start over, deleting the run's checkpoints (needed when some exist)")
     p.add_argument("--no-reuse", action="store_true",
                    help="train even when the saved model already has this configuration and every step")
     add_run_args(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, on_interrupt="run the same command with --resume to continue from the newest "
+                                          "checkpoint (train.checkpoint_every sets how often one is saved)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/{profile.name}").expanduser().resolve()
     paths = train_run(profile, args.method, out, data_root=args.data_root or None, role=args.role,
                       ablate=args.ablate, seed=args.seed, progress=not args.no_progress, resume=args.resume,
-                      reuse=not args.no_reuse, device=None if args.device == "auto" else args.device)
+                      restart=args.restart, reuse=not args.no_reuse,
+                      device=None if args.device == "auto" else args.device)
     if PartialState().is_main_process:
         print(f"model: {paths.model}\nmetrics: {paths.metrics}")
     return 0

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -79,8 +80,10 @@ class TrainConfig:
             problems.append(f"unknown ablation(s) {sorted(unknown)}; choose from {', '.join(ABLATIONS)}")
         if self.ablate and self.method != "paper":
             problems.append(f"--ablate applies to the paper method only, not {self.method!r}")
-        if self.steps < 0 or self.batch_size <= 0 or self.lr <= 0:
-            problems.append("steps must be >= 0, batch_size and lr > 0")
+        if self.steps < 0 or self.batch_size <= 0 or not 0 < self.lr < math.inf:
+            problems.append(f"steps must be >= 0, batch_size > 0 and lr finite and > 0 (lr {self.lr})")
+        if not math.isfinite(self.grad_clip) or not math.isfinite(self.adam_eps):
+            problems.append("grad_clip and adam_eps must be finite")
         if self.micro_batch_size < 0 or self.pt_batch_size < 0 or self.chunk_size < 0:
             problems.append("micro_batch_size, pt_batch_size and chunk_size must be >= 0")
         if not 0.0 <= self.warmup_ratio < 1.0 or not 0.0 <= self.min_lr_ratio <= 1.0:

@@ -24,6 +24,7 @@ from accelerate import Accelerator
 from torch import nn
 from tqdm.auto import tqdm
 
+from kdlib.errors import UserError
 from kdlib.train import checkpoint
 from kdlib.train.config import TrainConfig
 from kdlib.train.metrics_log import MetricsLog
@@ -71,11 +72,12 @@ def _optimizer(module: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 def _start(accelerator: Accelerator, run_dir: Path, resume: bool, log: MetricsLog,
            progress: checkpoint.Progress) -> None:
-    """Resume from the newest checkpoint, or start afresh (old checkpoints and metrics removed)."""
+    """Resume from the newest readable checkpoint, or start afresh (old checkpoints and metrics removed)."""
     ckpts = run_dir / "checkpoints"
-    found = checkpoint.latest(ckpts) if resume else None
-    if found is not None:
-        checkpoint.load(accelerator, found)
+    if accelerator.is_main_process:
+        checkpoint.remove_partial(ckpts)
+    accelerator.wait_for_everyone()
+    if resume and checkpoint.load_newest(accelerator, ckpts) is not None:
         log.truncate(progress.step)
         return
     if accelerator.is_main_process:
@@ -83,6 +85,23 @@ def _start(accelerator: Accelerator, run_dir: Path, resume: bool, log: MetricsLo
             shutil.rmtree(old)
         log.truncate(0)
     accelerator.wait_for_everyone()
+
+
+class TrainingDiverged(UserError):
+    """A loss term or the gradient norm of a step is NaN or infinite: the run stops, nothing is saved."""
+
+
+def require_finite(cfg: TrainConfig, step: int, values: dict[str, float], lr: float) -> None:
+    """Raise :class:`TrainingDiverged` naming the step (1-based), the first non-finite term and its value.
+
+    ``values`` are the step's loss terms averaged over ranks and the global gradient norm (the same
+    on every rank), so every process stops at the same step, before the optimiser applies it.
+    """
+    for name, value in values.items():
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"{cfg.run_name}: step {step + 1}/{cfg.steps}: {name} is {value} (lr {lr:g}); "
+                                   "training stopped and no model saved: lower the learning rate "
+                                   "(train.lr for sft, train.kd_lr for distillation)")
 
 
 def _step(task: Task, module: nn.Module, optimizer, scheduler, accelerator: Accelerator,
@@ -102,11 +121,12 @@ def _step(task: Task, module: nn.Module, optimizer, scheduler, accelerator: Acce
             totals[key] += value.detach().float()
     grad_norm = accelerator.clip_grad_norm_([p for p in module.parameters() if p.requires_grad], cfg.grad_clip)
     lr = optimizer.param_groups[0]["lr"]
+    names = sorted(totals)
+    means = accelerator.reduce(torch.stack([totals[k] for k in names]), reduction="mean").tolist()
+    require_finite(cfg, step, {**dict(zip(names, means)), "grad_norm": float(grad_norm)}, lr)
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    names = sorted(totals)
-    means = accelerator.reduce(torch.stack([totals[k] for k in names]), reduction="mean").tolist()
     tokens = int(accelerator.reduce(torch.tensor(tokens, device=accelerator.device), reduction="sum"))
     seconds = time.perf_counter() - start
     return {"step": step + 1, **dict(zip(names, means)), "lr": lr, "grad_norm": float(grad_norm),
@@ -115,7 +135,12 @@ def _step(task: Task, module: nn.Module, optimizer, scheduler, accelerator: Acce
 
 
 def run(task: Task, cfg: TrainConfig, run_dir: Path, accelerator: Accelerator, resume: bool = False) -> Path:
-    """Train ``task.module`` for ``cfg.steps`` updates; return the metrics file (``run_dir/metrics.jsonl``)."""
+    """Train ``task.module`` for ``cfg.steps`` updates; return the metrics file (``run_dir/metrics.jsonl``).
+
+    With ``cfg.checkpoint_every`` the last step is checkpointed too, so the trained weights survive a
+    failed final save (``--resume`` then only saves the model). A non-finite loss term or gradient
+    norm stops the run (:class:`TrainingDiverged`).
+    """
     optimizer = _optimizer(task.module, cfg)
     warmup = round(cfg.warmup_ratio * cfg.steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -136,7 +161,7 @@ def run(task: Task, cfg: TrainConfig, run_dir: Path, accelerator: Accelerator, r
         log.append(record)
         bar.update(1)
         bar.set_postfix(loss=f"{record['loss']:.4f}")
-        if cfg.checkpoint_every and progress.step % cfg.checkpoint_every == 0 and progress.step < cfg.steps:
+        if cfg.checkpoint_every and (progress.step % cfg.checkpoint_every == 0 or progress.step == cfg.steps):
             checkpoint.save(accelerator, run_dir / "checkpoints", progress.step, cfg.keep_checkpoints)
     bar.close()
     accelerator.wait_for_everyone()

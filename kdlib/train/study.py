@@ -29,11 +29,14 @@ import torch
 from accelerate import PartialState
 
 from kdlib.data.pretrain import pretrain_texts
-from kdlib.data.records import records_digest
+from kdlib.data.records import decode_record_images, records_digest
+from kdlib.errors import UserError
+from kdlib.faults import remove_stale, require_writable, writing
 from kdlib.data.study import Study, corpus_texts, load_study
 from kdlib.models import ModelPair, build_pair, build_tokenizer, load_mllm, save_mllm
 from kdlib.models.feature_cache import data_processor
 from kdlib.profiles import Profile
+from kdlib.train import checkpoint
 from kdlib.train.config import TrainConfig, changed_fields
 from kdlib.train.distill import distill
 from kdlib.train.metrics_log import read_metrics
@@ -71,10 +74,22 @@ def _require_model(out_dir: Path, name: str, producer: str) -> Path:
 
 
 def _save(path: Path, model: Any, tokenizer: Any, image_processor: Any, run_dir: Path) -> None:
-    """Save the trained model, then drop the run's checkpoints: they only serve to finish it."""
+    """Save the trained model, then drop the run's checkpoints: they only serve to finish it.
+
+    A disk fault raises one line saying where the trained weights are kept (the last step's
+    checkpoint, when the run writes checkpoints) and how to finish.
+    """
     state = PartialState()
     if state.is_main_process:
-        save_mllm(path, model, tokenizer, image_processor)
+        try:
+            with writing(path):
+                save_mllm(path, model, tokenizer, image_processor)
+        except UserError as err:
+            kept = checkpoint.latest(run_dir / "checkpoints")
+            after = (f"the trained weights are kept in {kept}: free space and add --resume to save them"
+                     if kept is not None else "the trained weights are lost (train.checkpoint_every is 0): "
+                     "free space and train again")
+            raise UserError(f"{err}; {after}") from err
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     state.wait_for_everyone()
 
@@ -88,12 +103,35 @@ def data_file(run_dir: Path) -> Path:
     return run_dir / "data.json"
 
 
-def write_data_file(run_dir: Path, study: Study) -> None:
-    """Record the run's training records (main process, atomic), once its model is saved."""
+def write_data_file(run_dir: Path, study: Study, finished: bool) -> None:
+    """Record the run's training records (main process, atomic): when it starts (``finished`` false,
+    what ``--resume`` checks) and once its model is saved (``finished`` true)."""
     if PartialState().is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
         tmp = run_dir / "data.json.tmp"
-        tmp.write_text(json.dumps({"train_records": records_digest(study.train), "n": len(study.train)}))
+        with writing(tmp, partial=[tmp]):
+            tmp.write_text(json.dumps({"train_records": records_digest(study.train), "n": len(study.train),
+                                       "finished": finished}))
         tmp.replace(data_file(run_dir))
+
+
+def check_start(run_dir: Path, study: Study, resume: bool, restart: bool) -> None:
+    """Before a run trains: ``resume`` needs the checkpoints' training records to be ``study.train``
+    (``data.json``); without ``resume``, existing checkpoints are deleted only with ``restart``."""
+    newest = checkpoint.latest(run_dir / "checkpoints")
+    if newest is None:
+        return
+    if not resume:
+        if not restart:
+            raise UserError(f"{run_dir / 'checkpoints'} holds a run stopped at {newest.name}: continue it with "
+                            "--resume, or start over with --restart (deletes its checkpoints)")
+        return
+    data = data_file(run_dir)
+    saved = json.loads(data.read_text()) if data.is_file() else {}
+    if saved and saved.get("train_records") != records_digest(study.train):
+        raise UserError(f"{data}: --resume: the checkpoints were trained on other records ({saved.get('n')} "
+                        f"training records) than this data gives ({len(study.train)}); use the same --data-root "
+                        "and --seed, or start over with --restart")
 
 
 def finished_run(run_dir: Path, model_dir: Path, cfg: TrainConfig, profile: Profile, study: Study,
@@ -105,7 +143,8 @@ def finished_run(run_dir: Path, model_dir: Path, cfg: TrainConfig, profile: Prof
     config, metrics, data = run_dir / "config.json", run_dir / "metrics.jsonl", data_file(run_dir)
     if not (model_dir.is_dir() and config.is_file() and metrics.is_file() and data.is_file()):
         return None
-    if json.loads(data.read_text()).get("train_records") != records_digest(study.train):
+    saved = json.loads(data.read_text())
+    if saved.get("train_records") != records_digest(study.train) or not saved.get("finished", True):
         return None
     if any(_newest(start) > _newest(model_dir) for start in starts):
         return None
@@ -116,16 +155,25 @@ def finished_run(run_dir: Path, model_dir: Path, cfg: TrainConfig, profile: Prof
 def train_run(profile: Profile, method: str, out_dir: Path, data_root: str | Path | None = None,
               role: str = "student", ablate: Iterable[str] = (), seed: int = 0, progress: bool = True,
               resume: bool = False, device: str | torch.device | None = None, study: Study | None = None,
-              reuse: bool = True, cache_dir: Path | None = None, **changes: Any) -> RunPaths:
+              reuse: bool = True, cache_dir: Path | None = None, restart: bool = False,
+              **changes: Any) -> RunPaths:
     """Train one model of the study and save it under ``out_dir/models/<run name>``.
 
     ``sft`` starts from :func:`build_models` (``role`` picks teacher or student); the
     distillation methods start from ``models/teacher`` and ``models/student_sft`` (checked
     before any data is read). ``cache_dir`` holds the vision feature cache (default
-    ``out_dir/cache/vision``). ``changes`` override :class:`TrainConfig` fields.
+    ``out_dir/cache/vision``). ``changes`` override :class:`TrainConfig` fields. The output folder
+    must be writable (checked first); temporary folders of killed runs are removed; existing
+    checkpoints are continued (``resume``) or replaced (``restart``), never silently deleted
+    (:func:`check_start`); with ``profile.data.decode_images`` every training image is decoded
+    before the first step.
     """
     cfg = TrainConfig.from_profile(profile, method, ablate, role=role, seed=seed, **changes)
     run_dir, model_dir = out_dir / "train" / cfg.run_name, out_dir / "models" / cfg.run_name
+    require_writable(out_dir)
+    if PartialState().is_main_process:
+        for leftover in (f".{cfg.run_name}.tmp-*", f".{cfg.run_name}.old-*"):
+            remove_stale(out_dir / "models", leftover)
     starts = [] if method == "sft" else [_require_model(out_dir, "teacher", "--method sft --role teacher"),
                                          _require_model(out_dir, "student_sft", "--method sft --role student")]
     study = study or load_study(profile, data_root, seed)
@@ -135,6 +183,10 @@ def train_run(profile: Profile, method: str, out_dir: Path, data_root: str | Pat
         if progress:
             print(f"{cfg.run_name}: reusing {model_dir} (same configuration and data, all {cfg.steps} steps done)")
         return done
+    check_start(run_dir, study, resume, restart)
+    if profile.data.decode_images:
+        decode_record_images(study.train)
+    write_data_file(run_dir, study, finished=False)
     common = dict(seed=seed, progress=progress, resume=resume, device=device, **changes)
     if method == "sft":
         pair = build_models(profile, study, seed)
@@ -149,7 +201,7 @@ def train_run(profile: Profile, method: str, out_dir: Path, data_root: str | Pat
                          data_processor(start.model, processor, cache_dir), study, profile,
                          method, run_dir, ablate=ablate, pt_texts=pt, **common)
     _save(model_dir, result.model, tokenizer, processor, run_dir)
-    write_data_file(run_dir, study)
+    write_data_file(run_dir, study, finished=True)
     return RunPaths(model_dir, result.metrics)
 
 
