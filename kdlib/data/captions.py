@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from kdlib.data.prompts import CAPTION_QUERY
-from kdlib.data.records import Record, check_image, data_error, read_json, require_key
+from kdlib.data.records import Record, check_image, data_error, read_json, require_key, typed_key
 from kdlib.data.scene import read_ucm_numbered, ucm_image
 
 CAPTIONS_FILE = Path("captions") / "ucm_captions" / "dataset_ucm_modified.json"
@@ -35,14 +35,14 @@ def read_ucm_captions(root: Path | str, check_images: bool = True) -> list[Recor
     records = []
     for i, entry in enumerate(images):
         where = f"images[{i}]"
-        name = require_key(entry, "filename", path, where)
-        split = require_key(entry, "split", path, where)
+        name = typed_key(entry, "filename", str, path, where)
+        split = typed_key(entry, "split", str, path, where)
         if split not in OFFICIAL_SPLITS:
             raise data_error(path, where, f"unknown split {split!r}; expected one of {OFFICIAL_SPLITS}")
         sentences = require_key(entry, "sentences", path, where)
         if not isinstance(sentences, list) or not sentences:
             raise data_error(path, where, "key 'sentences' must be a non-empty list")
-        refs = [tidy_sentence(str(require_key(s, "raw", path, f"{where}.sentences[{j}]")))
+        refs = [tidy_sentence(typed_key(s, "raw", str, path, f"{where}.sentences[{j}]"))
                 for j, s in enumerate(sentences)]
         image = ucm_image(numbered, name, path, where)
         if check_images:

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kdlib.boxes import parse_geochat_boxes
+
 TASKS = ("classification", "vqa", "referring", "region-caption")
 VQA_TYPES = {"presence": "presence", "comp": "comparison", "comparison": "comparison",
              "rural_urban": "rural_urban", "count": "count", "area": "area"}
@@ -105,11 +107,12 @@ def read_answers(path: str | Path, task: str, skip_bad: bool = False) -> AnswerF
     if not path.is_file():
         raise FileNotFoundError(f"answer file not found: {path}")
     result = AnswerFile(path=path, task=task, records=[])
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
             try:
+                line = _decode(raw)
+                if not line.strip():
+                    continue
                 result.records.append(_PARSERS[task](_load_object(line)))
             except ValueError as err:
                 message = f"{path}:{number}: {err}"
@@ -117,6 +120,13 @@ def read_answers(path: str | Path, task: str, skip_bad: bool = False) -> AnswerF
                     raise ValueError(message) from None
                 result.bad_lines.append(message)
     return result
+
+
+def _decode(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"not UTF-8 text (byte {err.start} of the line): is this a JSON Lines answer file?") from None
 
 
 def _load_object(line: str) -> dict[str, Any]:
@@ -140,7 +150,19 @@ def _text(obj: dict[str, Any], key: str) -> str:
     return value
 
 
+FOREIGN_KEYS = {"classification": {"size_group": "referring or region-caption", "category": "vqa"}}
+"""Keys that mark a line as another task's answer: ``{task: {key: the task it belongs to}}`` (a
+region-caption file otherwise parses as classification, with every caption taken for a class)."""
+
+
+def _require_task(obj: dict[str, Any], task: str) -> None:
+    for key, other in FOREIGN_KEYS.get(task, {}).items():
+        if key in obj:
+            raise ValueError(f"key {key!r} marks a {other} answer, not {task}: score the file as that task")
+
+
 def _parse_scene(obj: dict[str, Any]) -> SceneAnswer:
+    _require_task(obj, "classification")
     return SceneAnswer(_text(obj, "question_id"), _text(obj, "answer"), _text(obj, "ground_truth"))
 
 
@@ -170,10 +192,20 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _box_answer(obj: dict[str, Any]) -> str:
+    """The ``answer`` text, once every box in it has finite values (a box that is not is a bad line)."""
+    answer = _text(obj, "answer")
+    try:
+        parse_geochat_boxes(answer)
+    except ValueError as err:
+        raise ValueError(f"key 'answer': {err}") from None
+    return answer
+
+
 def _parse_referring(obj: dict[str, Any]) -> ReferringAnswer:
     return ReferringAnswer(
         question_id=_text(obj, "question_id"), image_id=_text(obj, "image_id"),
-        question=_text(obj, "question"), answer=_text(obj, "answer"), ground_truth=_quads(obj),
+        question=_text(obj, "question"), answer=_box_answer(obj), ground_truth=_quads(obj),
         type=_text(obj, "type"), dataset=_text(obj, "dataset"), size_group=_text(obj, "size_group"),
     )
 

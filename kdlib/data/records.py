@@ -157,3 +157,14 @@ def require_key(obj: Any, key: str, path: Path, where: str) -> Any:
     if not isinstance(obj, dict) or key not in obj:
         raise data_error(path, where, f"missing key {key!r}")
     return obj[key]
+
+
+def typed_key(obj: Any, key: str, kinds: type | tuple[type, ...], path: Path, where: str) -> Any:
+    """``obj[key]`` when it is of one of ``kinds`` (a bool is never an int), else :class:`DataError`
+    naming the file, the entry, the key, the expected and the found type."""
+    value = require_key(obj, key, path, where)
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        expected = " or ".join(k.__name__ for k in kinds)
+        raise data_error(path, where, f"key {key!r} must be {expected}, got {type(value).__name__} {value!r:.60}")
+    return value

@@ -26,8 +26,9 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Mapping
+from pathlib import Path
 
-from kdlib.data.records import Record
+from kdlib.data.records import Record, data_error
 
 SPLITS = ("train", "val", "test")
 Splits = dict[str, list[Record]]
@@ -59,12 +60,18 @@ def assign_groups(strata: Mapping[str, str], val_fraction: float, test_fraction:
     return out
 
 
-def split_by_group(records: list[Record], group_split: Mapping[str, str]) -> Splits:
-    """Records into ``{"train", "val", "test"}`` lists by their group's split (``image_key``)."""
+def split_by_group(records: list[Record], group_split: Mapping[str, str], source: Path | str = "") -> Splits:
+    """Records into ``{"train", "val", "test"}`` lists by their group's split (``image_key``).
+
+    A record whose image has no split (an extra file in a dataset folder) raises :class:`DataError`
+    naming the image and ``source``, the file the splits come from.
+    """
     out: Splits = {name: [] for name in SPLITS}
     for rec in records:
         if rec.image_key not in group_split:
-            raise KeyError(f"record {rec.id}: its image {rec.image_key} has no split")
+            raise data_error(rec.image_key, f"record {rec.id}",
+                             f"this image has no split in {source or 'the official split'}: "
+                             "remove it or restore the dataset")
         out[group_split[rec.image_key]].append(rec)
     return out
 

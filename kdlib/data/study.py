@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kdlib.data.captions import read_ucm_captions
+from kdlib.data.captions import CAPTIONS_FILE, read_ucm_captions
 from kdlib.data.dota import read_dota
 from kdlib.data.prompts import DEFAULT_EOS, chat_text
 from kdlib.data.records import Record, check_record_images
@@ -76,11 +76,11 @@ def split_datasets(data: DataSpec, root: Path, seed: int) -> dict[str, Splits]:
     fractions = {"val_fraction": data.val_fraction, "test_fraction": data.test_fraction, "seed": seed}
     regions = dota_region_records(read_dota(root, check_images=False), seed=seed)
     return {
-        "ucmerced": split_by_group(read_ucmerced(root, check_images=False), ucm_split),
+        "ucmerced": split_by_group(read_ucmerced(root, check_images=False), ucm_split, root / CAPTIONS_FILE),
         "aid": split_records(read_aid(root, check_images=False), lambda r: r.meta["class_dir"], **fractions),
         "rsvqa_lr": split_records(read_rsvqa(root, "lr", check_images=False), _dataset, **fractions),
         "rsvqa_hr": split_records(read_rsvqa(root, "hr", check_images=False), _dataset, **fractions),
-        "rsivqa_ucm": split_by_group(rsivqa, ucm_split),
+        "rsivqa_ucm": split_by_group(rsivqa, ucm_split, root / CAPTIONS_FILE),
         "ucm_captions": split_by_group(captions, ucm_split),
         "dota": split_records(regions, _dataset, **fractions),
     }

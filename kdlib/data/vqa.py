@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from kdlib.data.prompts import vqa_query
-from kdlib.data.records import Record, check_image, data_error, read_json, read_lines, require_key
+from kdlib.data.records import Record, check_image, data_error, read_json, read_lines, require_key, typed_key
 from kdlib.data.scene import read_ucm_numbered, ucm_image
 
 RSVQA_TYPES = {
@@ -49,8 +49,8 @@ def _table(path: Path, key: str) -> dict[int, dict[str, Any]]:
     table = {}
     for i, entry in enumerate(entries):
         where = f"{key}[{i}]"
-        ident = require_key(entry, "id", path, where)
-        require_key(entry, "active", path, where)
+        ident = typed_key(entry, "id", int, path, where)
+        typed_key(entry, "active", bool, path, where)
         if ident in table:
             raise data_error(path, where, f"id {ident} repeated")
         table[ident] = entry
@@ -83,19 +83,19 @@ def read_rsvqa(root: Path | str, variant: str, split: str = "train", check_image
         where = f"questions[{i}] (id {qid})"
         if not q["active"]:
             continue
-        kind, text = require_key(q, "type", q_path, where), require_key(q, "question", q_path, where)
+        kind, text = typed_key(q, "type", str, q_path, where), typed_key(q, "question", str, q_path, where)
         if kind not in RSVQA_TYPES[variant]:
             raise data_error(q_path, where, f"unknown question type {kind!r}; expected one of {RSVQA_TYPES[variant]}")
-        img_id = require_key(q, "img_id", q_path, where)
+        img_id = typed_key(q, "img_id", int, q_path, where)
         if img_id not in images:
             raise data_error(q_path, where, f"img_id {img_id} is not in {i_path.name}")
         if not images[img_id]["active"]:
             continue
-        answer_ids = require_key(q, "answers_ids", q_path, where)
+        answer_ids = typed_key(q, "answers_ids", list, q_path, where)
         active = [answers[a] for a in answer_ids if a in answers and answers[a]["active"]]
         if not active:
             raise data_error(q_path, where, f"no active answer among answers_ids in {a_path.name}")
-        answer = str(require_key(active[0], "answer", a_path, f"id {active[0]['id']}"))
+        answer = str(typed_key(active[0], "answer", (str, int), a_path, f"id {active[0]['id']}"))
         image = _rsvqa_image(folder, img_id)
         if check_images and image not in checked:
             check_image(image, i_path, f"images id {img_id}")

@@ -90,10 +90,11 @@ def record_hits(record: ReferringAnswer, size: tuple[int, int]) -> dict[float, i
 
 def grounding_metrics(records: Sequence[ReferringAnswer], image_size: int | None = None,
                       image_sizes: Mapping[str, tuple[int, int]] | None = None) -> dict[str, object]:
-    """``{"acc@0.5", "acc@0.25", "per_type", "per_size_group", "n", "n_boxes"}`` in percent.
+    """``{"acc@0.5", "acc@0.25", "per_type", "per_size_group", "n", "n_boxes", "n_unparsable"}`` in percent.
 
     ``per_type`` / ``per_size_group`` map each group to ``{"acc@0.5", "acc@0.25", "n",
-    "n_boxes"}``. Raises ``ValueError`` for an empty list.
+    "n_boxes"}``; ``n_unparsable`` counts the answers with no readable box (scored as misses).
+    Raises ``ValueError`` for an empty list.
     """
     if not records:
         raise ValueError("no referring answers to score")
@@ -107,7 +108,7 @@ def grounding_metrics(records: Sequence[ReferringAnswer], image_size: int | None
             for t in THRESHOLDS:
                 group[t] += hits[t]
     summary = {key: _accuracy(group) for key, group in totals.items()}
-    return {**summary["all", ""],
+    return {**summary["all", ""], "n_unparsable": sum(not parse_geochat_boxes(r.answer) for r in records),
             "per_type": {name: s for (kind, name), s in summary.items() if kind == "type"},
             "per_size_group": {name: s for (kind, name), s in summary.items() if kind == "size_group"}}
 

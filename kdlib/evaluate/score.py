@@ -10,8 +10,8 @@ with the metrics in percent, rounded to 2 decimals as the paper prints them:
   ``--synonyms``: the same metrics with ``kdlib.evaluate.scene.SCENE_SYNONYMS``)
 - vqa: ``{"presence", "comparison", "rural_urban", "count", "area", "mOA",
   "mOA_mean_of_types", "n"}``
-- referring: ``{"acc@0.5", "acc@0.25", "n", "n_boxes", "per_type", "per_size_group",
-  "image_size"}``
+- referring: ``{"acc@0.5", "acc@0.25", "n", "n_boxes", "n_unparsable", "per_type",
+  "per_size_group", "image_size"}`` (``n_unparsable``: answers with no readable box)
 - region-caption: ``{"ROUGE-1", "ROUGE-L", "METEOR", "n"}``
 
 With ``--skip-bad`` malformed lines are left out, counted in ``"skipped_lines"`` and listed on
@@ -97,6 +97,7 @@ def format_table(task: str, result: Mapping[str, Any]) -> str:
         lines = _rows("group", {name: {key: g[key] for key in ("n", "n_boxes", "acc@0.5", "acc@0.25")}
                                 for name, g in groups.items()})
         lines.append(f"image size (px): {result['image_size']}")
+        lines.append(f"answers without a readable box (scored as misses): {result['n_unparsable']}")
     else:
         lines = _rows("metric", {name: {"value %": result[name]} for name in ("ROUGE-1", "ROUGE-L", "METEOR")})
         lines.append(f"n = {result['n']}")
