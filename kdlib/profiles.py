@@ -125,9 +125,9 @@ class TrainSpec:
 
     def __post_init__(self) -> None:
         _check(self.sft_steps >= 0 and self.kd_steps >= 0, "steps must be >= 0")
-        _check(self.batch_size > 0 and self.lr > 0 and self.kd_lr > 0, "batch_size and lrs must be > 0")
         for name in ("lr", "kd_lr", "grad_clip"):
             _check(math.isfinite(getattr(self, name)), f"train.{name} {getattr(self, name)} must be finite")
+        _check(self.batch_size > 0 and self.lr > 0 and self.kd_lr > 0, "batch_size and lrs must be > 0")
         _check(0.0 <= self.mix_alpha <= 1.0, f"mix_alpha {self.mix_alpha} not in [0, 1]")
         _check(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio must be in [0, 1)")
 
