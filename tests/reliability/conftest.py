@@ -16,8 +16,13 @@ from kdlib.data.study import load_study
 from kdlib.profiles import get_profile
 
 #: tiny at its smallest: 16 image tokens, batch 4, 4 steps, no warmup
-FAST = {"vision.image_size": 32, "data.max_length": 96, "train.batch_size": 4, "train.sft_steps": 4,
+FAST = {"vision.image_size": 32, "data.max_length": 128, "train.batch_size": 4, "train.sft_steps": 4,
         "train.kd_steps": 2, "train.max_new_tokens": 4, "train.warmup_ratio": 0.0}
+
+
+@pytest.fixture(scope="session")
+def fast_overrides() -> dict:
+    return dict(FAST)
 
 
 @pytest.fixture(scope="session")
