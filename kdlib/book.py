@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from kdlib.devices import pick_device
+from kdlib.faults import require_writable
 from kdlib.paths import resolve_data_root
 from kdlib.profiles import Profile, get_profile
 
@@ -85,7 +86,7 @@ def setup(profile: str = "tiny", data_root: str = "", out_dir: str = "", seed: i
     pd.set_option("display.max_colwidth", 200)  # book tables show whole prompts and names
     prof = get_profile(profile, overrides)
     out = Path(out_dir or f"runs/{prof.name}").expanduser().resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    require_writable(out)
     seed_everything(seed)
     loading_bars(progress)
     ctx = RunContext(prof, resolve_data_root(data_root or None), out, seed, pick_device(device), progress)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 from pathlib import Path
 
@@ -26,20 +27,28 @@ def _free_bytes(path: Path) -> int | None:
     return None
 
 
+TORCH_WRITE_FAILURES = ("iostream error", "StreamWriter", "file write failed", "unexpected pos")
+"""What torch's C++ writer says, without an errno, when a write fails (a full disk, most often)."""
+
+
 def disk_fault(err: BaseException, path: Path | str | None) -> UserError | None:
     """``UserError("no space left on device while writing PATH")`` (or the errno's words) for a failed
     write, or None when ``err`` is not a disk fault.
 
-    torch's writer raises ``RuntimeError`` without an errno (``basic_ios::clear: iostream error``,
-    ``PytorchStreamWriter failed writing file``); it counts as a full disk when less than
-    :data:`LOW_SPACE_BYTES` are free where ``path`` lives.
+    The fault is read from the errno (``OSError``), from the system's words in the message (the
+    safetensors writer: ``... No space left on device (os error 28)``), or, for torch's writer, which
+    says neither (:data:`TORCH_WRITE_FAILURES`), from the free space left where ``path`` lives (less
+    than :data:`LOW_SPACE_BYTES`: a full disk). Call it before removing the partial file.
     """
     where = Path(path if path is not None else getattr(err, "filename", None) or ".")
     code = getattr(err, "errno", None)
     if code in DISK_FAULTS:
         return UserError(f"{DISK_FAULTS[code]} while writing {where}")
     text = str(err)
-    if isinstance(err, RuntimeError) and ("iostream" in text or "StreamWriter" in text or "file write failed" in text):
+    for code, words in DISK_FAULTS.items():
+        if os.strerror(code) in text:
+            return UserError(f"{words} while writing {where}")
+    if isinstance(err, RuntimeError) and any(marker in text for marker in TORCH_WRITE_FAILURES):
         free = _free_bytes(where)
         words = DISK_FAULTS[errno.ENOSPC] if free is not None and free < LOW_SPACE_BYTES else "write failed"
         return UserError(f"{words} while writing {where} ({text.splitlines()[0]})")

@@ -43,9 +43,9 @@ def writing(target: Path, partial: Iterable[Path] = ()) -> Iterator[None]:
     (the partial paths still removed)."""
     try:
         yield
-    except (OSError, RuntimeError) as err:
+    except Exception as err:
+        fault = disk_fault(err, target)  # before the removal frees the space it measures
         remove(partial)
-        fault = disk_fault(err, target)
         if fault is None:
             raise
         raise fault from err

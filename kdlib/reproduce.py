@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from kdlib.errors import UserError
+from kdlib.faults import require_writable
 from kdlib.commands.profiles import add_profile_args, add_run_args, profile_from_args
 from kdlib.paths import REPO_ROOT, resolve_data_root
 from kdlib.profiles import parse_overrides
@@ -133,6 +134,7 @@ def reproduce(profile_name: str, overrides: dict, data_root: str | None, out: Pa
         if not notebooks:
             raise UserError(f"--only {only}: no such notebook in _toc.yml")
     out = out.resolve()
+    require_writable(out)
     stage = out / "book"
     stage_book(stage)
     params = {"profile": profile_name, "data_root": str(root), "out_dir": str(out), "seed": seed,

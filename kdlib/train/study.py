@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import json
+import os
 import shutil
 
 import torch
@@ -103,10 +104,19 @@ def data_file(run_dir: Path) -> Path:
     return run_dir / "data.json"
 
 
+def _main_process() -> bool:
+    """Rank 0 of a launched run (``RANK`` from torchrun / accelerate), or a single process.
+
+    Read from the environment: creating accelerate's ``PartialState`` before the run's
+    ``Accelerator`` would fix its process group without the CPU flag and lose data parallelism.
+    """
+    return os.environ.get("RANK", "0") == "0"
+
+
 def write_data_file(run_dir: Path, study: Study, finished: bool) -> None:
     """Record the run's training records (main process, atomic): when it starts (``finished`` false,
     what ``--resume`` checks) and once its model is saved (``finished`` true)."""
-    if PartialState().is_main_process:
+    if _main_process():
         run_dir.mkdir(parents=True, exist_ok=True)
         tmp = run_dir / "data.json.tmp"
         with writing(tmp, partial=[tmp]):
@@ -171,7 +181,7 @@ def train_run(profile: Profile, method: str, out_dir: Path, data_root: str | Pat
     cfg = TrainConfig.from_profile(profile, method, ablate, role=role, seed=seed, **changes)
     run_dir, model_dir = out_dir / "train" / cfg.run_name, out_dir / "models" / cfg.run_name
     require_writable(out_dir)
-    if PartialState().is_main_process:
+    if _main_process():
         for leftover in (f".{cfg.run_name}.tmp-*", f".{cfg.run_name}.old-*"):
             remove_stale(out_dir / "models", leftover)
     starts = [] if method == "sft" else [_require_model(out_dir, "teacher", "--method sft --role teacher"),
