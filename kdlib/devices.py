@@ -9,13 +9,13 @@ from kdlib.errors import UserError
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 
 
-def pick_device(device: str = "auto") -> torch.device:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; any other name must be a device this machine has.
+def pick_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``auto`` (or None) -> ``cuda`` when available, else ``cpu``; any other must be a device this machine has.
 
     A malformed name, an unsupported type, or ``cuda`` without CUDA raises a one-line :class:`UserError`
     (never a silent fall-back to the CPU).
     """
-    if device == "auto":
+    if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)

@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from kdlib import reproduce
+from kdlib.chapters import reproduce
+from kdlib.commands import reproduce as reproduce_command
 from kdlib.errors import UserError
 
 TRAIN = ("train", "--profile", "tiny", "--method", "sft", "--no-progress")
@@ -43,7 +44,7 @@ def test_a_learning_rate_must_be_finite(kdlib_cli, tmp_path, value):
 
 def test_spaces_in_a_set_reach_the_notebooks_stripped(kdlib_cli, monkeypatch, tmp_path):
     seen = {}
-    monkeypatch.setattr(reproduce, "reproduce", lambda name, overrides, *a, **k: seen.update(overrides))
+    monkeypatch.setattr(reproduce_command, "reproduce", lambda name, overrides, *a, **k: seen.update(overrides))
     got = kdlib_cli("reproduce", "--profile", "tiny", "--out", str(tmp_path), "--set", "train.kd_steps = 6")
     assert got.code == 0
     assert seen == {"train.kd_steps": "6"}

@@ -53,6 +53,7 @@ def test_the_cheap_check_misses_a_scribbled_jpeg_so_the_full_decode_is_needed(tm
 
 def test_small_and_paper_decode_every_training_image_before_training(tmp_path, fast_profile, fast_study, data_root):
     from kdlib.profiles import get_profile
+    from kdlib.run import make_context
     from kdlib.train.study import train_run
 
     assert get_profile("small").data.decode_images and get_profile("paper").data.decode_images
@@ -61,7 +62,8 @@ def test_small_and_paper_decode_every_training_image_before_training(tmp_path, f
         Record(**{**fast_study.train[0].__dict__, "image": bad}), *fast_study.train[1:]]})
     profile = fast_profile.override({"data.decode_images": True})
     with pytest.raises(DataError, match=str(bad)):
-        train_run(profile, "sft", tmp_path / "out", data_root, role="teacher", progress=False, study=study)
+        train_run(make_context(profile, data_root, tmp_path / "out", device="cpu", progress=False), "sft",
+                  role="teacher", study=study)
     assert not (tmp_path / "out" / "models" / "teacher").exists()
 
 

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from kdlib.errors import UserError
+from kdlib.run import make_context
 from kdlib.train import checkpoint
 from kdlib.train.loop import TrainingDiverged
 from kdlib.train.metrics_log import read_metrics
@@ -25,7 +26,8 @@ from kdlib.train.study import train_run
 
 
 def teacher_run(profile, out: Path, data_root, study, **kwargs):
-    return train_run(profile, "sft", out, data_root, role="teacher", progress=False, study=study, **kwargs)
+    ctx = make_context(profile, data_root, out, seed=0, device="cpu", progress=False)
+    return train_run(ctx, "sft", role="teacher", study=study, **kwargs)
 
 
 def test_a_nan_loss_stops_the_run_naming_step_and_term(fast_profile, fast_study, data_root, tmp_path):
@@ -38,7 +40,7 @@ def test_a_nan_loss_stops_the_run_naming_step_and_term(fast_profile, fast_study,
 
 
 def test_a_model_with_nan_weights_is_not_evaluated(fast_profile, fast_study, data_root, tmp_path):
-    from kdlib.evaluate.runner import load_model_dir
+    from kdlib.models.io import load_for_inference
     from kdlib.models import save_mllm
     from kdlib.train.study import build_models
 
@@ -47,7 +49,7 @@ def test_a_model_with_nan_weights_is_not_evaluated(fast_profile, fast_study, dat
         next(pair.student.parameters()).fill_(float("nan"))
     save_mllm(tmp_path / "student_sft", pair.student, pair.tokenizer, pair.image_processor)
     with pytest.raises(ValueError, match="NaN or infinity") as err:
-        load_model_dir(tmp_path / "student_sft")
+        load_for_inference(tmp_path / "student_sft")
     assert str(tmp_path / "student_sft") in str(err.value)
 
 
@@ -90,7 +92,7 @@ def test_an_unwritable_output_folder_fails_before_the_data_is_read(fast_profile,
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     with pytest.raises(UserError, match=f"output folder {blocker / 'out'} is not writable"):
-        train_run(fast_profile, "sft", blocker / "out", tmp_path / "no-data-here", role="teacher", progress=False)
+        make_context(fast_profile, tmp_path / "no-data-here", blocker / "out")
 
 
 @pytest.fixture(scope="module")
