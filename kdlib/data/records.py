@@ -76,11 +76,13 @@ def records_digest(records: Sequence[Record]) -> str:
 def load_image(record: Record) -> Image.Image:
     """The record's picture as an RGB PIL image, cropped to ``meta["crop"]`` (left, top, right, bottom).
 
-    Any failure to read or decode the pixels (missing, truncated or corrupt file) raises
-    :class:`DataError` naming the image file and the record.
+    A missing file raises ``FileNotFoundError``, any failure to read or decode the pixels (a truncated
+    or corrupt file) :class:`DataError`; both name the image file and the record.
     """
     if record.image is None:
         raise ValueError(f"record {record.id} has no image")
+    if not record.image.is_file():
+        raise FileNotFoundError(f"{record.image}: record {record.id}: the image does not exist")
     try:
         with Image.open(record.image) as img:
             rgb = img.convert("RGB")
