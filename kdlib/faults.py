@@ -52,12 +52,13 @@ def writing(target: Path, partial: Iterable[Path] = ()) -> Iterator[None]:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (signal 0; one owned by another user exists too)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     return True
 
 
