@@ -9,6 +9,12 @@ Examples::
     accelerate launch --config_file configs/accelerate/ddp.yaml -m kdlib.cli train --profile paper --method paper
 
 The model lands in ``OUT/models/<run name>`` and the metrics in ``OUT/train/<run name>/metrics.jsonl``.
+
+Text-only (two plain causal LMs, prompt/response JSONL; :mod:`kdlib.train.text`)::
+
+    kdlib train --profile small --method paper --teacher T --student S --data pairs.jsonl --out runs/text
+
+writes ``OUT/config.json``, ``OUT/metrics.jsonl`` and the student in ``OUT/model``.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from pathlib import Path
 from accelerate import PartialState
 
 from kdlib.commands.profiles import add_profile_args, add_run_args, profile_from_args
+from kdlib.errors import UserError
 from kdlib.train.config import ABLATIONS, METHODS, ROLES
 
 
@@ -36,6 +43,10 @@ def add_parser(sub) -> None:
     p.add_argument("--no-reuse", action="store_true",
                    help="train even when the saved model already has this configuration and every step")
     add_run_args(p)
+    text = p.add_argument_group("text-only distillation (plain causal LMs)")
+    text.add_argument("--teacher", default="", help="teacher causal LM: hub id or folder")
+    text.add_argument("--student", default="", help="student causal LM: hub id or folder (same tokenizer)")
+    text.add_argument("--data", default="", help="JSONL of {\"prompt\": ..., \"response\": ...} records")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -46,10 +57,27 @@ def run(args: argparse.Namespace) -> int:
 
     profile = profile_from_args(args)
     loading_bars(not args.no_progress)
+    if args.teacher or args.student or args.data:
+        return run_text(args, profile)
     out = Path(args.out or f"runs/{profile.name}").expanduser().resolve()
     paths = train_run(profile, args.method, out, data_root=args.data_root or None, role=args.role,
                       ablate=args.ablate, seed=args.seed, progress=not args.no_progress, resume=args.resume,
                       reuse=not args.no_reuse, device=None if args.device == "auto" else args.device)
     if PartialState().is_main_process:
         print(f"model: {paths.model}\nmetrics: {paths.metrics}")
+    return 0
+
+
+def run_text(args: argparse.Namespace, profile) -> int:
+    """The text-only run of ``kdlib train --teacher T --student S --data FILE``."""
+    from kdlib.train.text import distill_text
+
+    if not (args.teacher and args.student and args.data and args.out):
+        raise UserError("a text-only run needs --teacher, --student, --data and --out")
+    out = Path(args.out).expanduser().resolve()
+    distill_text(args.teacher, args.student, args.data, out, profile, args.method, args.ablate, seed=args.seed,
+                 progress=not args.no_progress, resume=args.resume,
+                 device=None if args.device == "auto" else args.device)
+    if PartialState().is_main_process:
+        print(f"model: {out / 'model'}\nmetrics: {out / 'metrics.jsonl'}")
     return 0
