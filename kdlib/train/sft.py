@@ -73,7 +73,8 @@ def write_config(run_dir: Path, cfg: TrainConfig, profile: Profile, accelerator:
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     tmp = run_dir / "config.json.tmp"
-    tmp.write_text(json.dumps({**run_record(cfg, profile), "processes": accelerator.num_processes},
+    tmp.write_text(json.dumps({**run_record(cfg, profile), "processes": accelerator.num_processes,
+                               "distributed_type": str(accelerator.distributed_type.value)},
                               indent=2, sort_keys=True))
     tmp.replace(run_dir / "config.json")
 
