@@ -205,7 +205,7 @@ def main() -> None:
     ap.add_argument("--out", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.precision == "auto":
-        from kdlib.train.sft import cpu_has_bf16
+        from kdlib.train.harness import cpu_has_bf16
 
         args.precision = "bf16" if cpu_has_bf16() else "fp32"
     if args.worker:

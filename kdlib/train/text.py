@@ -29,7 +29,7 @@ from kdlib.models.io import save_mllm
 from kdlib.profiles import Profile, get_profile
 from kdlib.train.config import TrainConfig
 from kdlib.train.distill import distill_records
-from kdlib.train.sft import TrainResult
+from kdlib.train.harness import TrainResult
 
 NEEDS_IMAGES = ("align_kd", "switch_kd")
 

@@ -8,7 +8,8 @@ Examples::
     kdlib train --profile tiny --method paper --resume        # continue from the newest checkpoint
     accelerate launch --config_file configs/accelerate/ddp.yaml -m kdlib.cli train --profile paper --method paper
 
-The model lands in ``OUT/models/<run name>`` and the metrics in ``OUT/train/<run name>/metrics.jsonl``.
+The model and the metrics land where :class:`kdlib.run.RunContext` puts them (``model_dir`` and
+``train_dir`` of the run name) under ``--out`` (default: ``runs/<profile>`` in the repository).
 
 Text-only (two plain causal LMs, prompt/response JSONL; :mod:`kdlib.train.text`)::
 
@@ -24,8 +25,9 @@ from pathlib import Path
 
 from accelerate import PartialState
 
-from kdlib.commands.profiles import add_profile_args, add_run_args, profile_from_args
+from kdlib.commands.args import add_profile_args, add_run_args, context_from_args, profile_from_args
 from kdlib.errors import UserError
+from kdlib.profiles import Profile
 from kdlib.train.config import ABLATIONS, METHODS, ROLES
 
 
@@ -47,7 +49,6 @@ def add_parser(sub) -> None:
     text.add_argument("--teacher", default="", help="teacher causal LM: hub id or folder")
     text.add_argument("--student", default="", help="student causal LM: hub id or folder (same tokenizer)")
     text.add_argument("--data", default="", help="JSONL of {\"prompt\": ..., \"response\": ...} records")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
@@ -55,20 +56,19 @@ def run(args: argparse.Namespace) -> int:
     from kdlib.models.io import loading_bars
     from kdlib.train.study import train_run  # models and data load only when a run starts
 
-    profile = profile_from_args(args)
-    loading_bars(not args.no_progress)
-    if args.teacher or args.student or args.data:
-        return run_text(args, profile)
-    out = Path(args.out or f"runs/{profile.name}").expanduser().resolve()
-    paths = train_run(profile, args.method, out, data_root=args.data_root or None, role=args.role,
-                      ablate=args.ablate, seed=args.seed, progress=not args.no_progress, resume=args.resume,
-                      reuse=not args.no_reuse, device=None if args.device == "auto" else args.device)
+    if args.teacher or args.student or args.data:  # no study data, no run layout: kdlib.train.text
+        loading_bars(not args.no_progress)
+        return run_text(args, profile_from_args(args))
+    ctx = context_from_args(args)
+    loading_bars(ctx.progress)
+    paths = train_run(ctx, args.method, role=args.role, ablate=args.ablate, resume=args.resume,
+                      reuse=not args.no_reuse)
     if PartialState().is_main_process:
         print(f"model: {paths.model}\nmetrics: {paths.metrics}")
     return 0
 
 
-def run_text(args: argparse.Namespace, profile) -> int:
+def run_text(args: argparse.Namespace, profile: Profile) -> int:
     """The text-only run of ``kdlib train --teacher T --student S --data FILE``."""
     from kdlib.train.text import distill_text
 
