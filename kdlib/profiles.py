@@ -159,7 +159,7 @@ class Profile:
     data: DataSpec
     train: TrainSpec
     vocab_size: int = 0  # size of the tokenizer kdlib trains (tiny); 0 = the model's own
-    dtype: str = "float32"  # float32 | bfloat16 (autocast on GPU)
+    dtype: str = "float32"  # float32 | bfloat16 (autocast)
     budget: str = ""  # what the profile costs, in words
     seeds: int = 3  # seeds of the three main models (the book's seeds chapter: mean and 95% CI)
 

@@ -1,4 +1,4 @@
-"""Teacher-mixed sampling for LLaVA-style models (MiniLLM, core paper Sec. 2.2.2).
+"""Teacher-mixed sampling for LLaVA-style models and plain causal LMs (MiniLLM, core paper Sec. 2.2.2).
 
 At every decoding step both models see the same prefix, each with its own KV cache, and the
 next token is drawn from the mixture in probability space
@@ -26,7 +26,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from kdlib.models.features import CACHE_FIELD
+from kdlib.models.features import CACHE_FIELD, image_inputs
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ class _Decoder:
     def step(self, input_ids: Tensor, attention_mask: Tensor, positions: Tensor,
              pixel_values: Tensor | None) -> Tensor:
         """Feed ``input_ids`` ``[B, L]`` (images on the first call); next-token log-probs ``[B, V]`` (fp32)."""
-        out = self.model(input_ids=input_ids, pixel_values=pixel_values, attention_mask=attention_mask,
+        out = self.model(input_ids=input_ids, **image_inputs(pixel_values), attention_mask=attention_mask,
                          position_ids=positions, use_cache=True, logits_to_keep=1, **{CACHE_FIELD: self.cache})
         self.cache = getattr(out, CACHE_FIELD)
         return torch.log_softmax(out.logits[:, -1].float(), dim=-1)
@@ -122,8 +122,8 @@ def mixed_sample(student: nn.Module, teacher: nn.Module, batch: dict[str, Tensor
     """Sample responses from ``p~ = (1 - alpha) q + alpha p`` for a left-padded batch of prompts.
 
     ``batch``: ``input_ids`` and ``attention_mask`` ``[B, P]`` (left-padded, image placeholders
-    included), ``pixel_values`` ``[B, C, H, W]`` (or None). ``uniforms`` ``[B, max_new_tokens]`` in
-    [0, 1) fix the draws (one per sequence and step); when None they come from ``generator``.
+    included), ``pixel_values`` ``[B, C, H, W]`` (absent or None for text-only prompts). ``uniforms``
+    ``[B, max_new_tokens]`` in [0, 1) fix the draws (one per sequence and step); when None they come from ``generator``.
     ``do_sample=False`` takes ``argmax p~`` (greedy). ``suppress_token_ids`` (e.g. the image
     placeholder, which would be read as an image slot in the next forward) are never drawn: ``p~``
     is renormalised without them, and ``mix_logprobs`` is that renormalised distribution, while

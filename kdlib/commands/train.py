@@ -11,15 +11,24 @@ Examples::
 
 The model and the metrics land where :class:`kdlib.run.RunContext` puts them (``model_dir`` and
 ``train_dir`` of the run name) under ``--out`` (default: ``runs/<profile>`` in the repository).
+
+Text-only (two plain causal LMs, prompt/response JSONL; :mod:`kdlib.train.text`)::
+
+    kdlib train --profile small --method paper --teacher T --student S --data pairs.jsonl --out runs/text
+
+writes ``OUT/config.json``, ``OUT/metrics.jsonl`` and the student in ``OUT/model``.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from accelerate import PartialState
 
-from kdlib.commands.args import add_profile_args, add_run_args, context_from_args
+from kdlib.commands.args import add_profile_args, add_run_args, context_from_args, profile_from_args
+from kdlib.errors import UserError
+from kdlib.profiles import Profile
 from kdlib.train.config import ABLATIONS, METHODS, ROLES
 
 
@@ -40,6 +49,10 @@ def add_parser(sub) -> None:
     p.add_argument("--no-reuse", action="store_true",
                    help="train even when the saved model already has this configuration and every step")
     add_run_args(p)
+    text = p.add_argument_group("text-only distillation (plain causal LMs)")
+    text.add_argument("--teacher", default="", help="teacher causal LM: hub id or folder")
+    text.add_argument("--student", default="", help="student causal LM: hub id or folder (same tokenizer)")
+    text.add_argument("--data", default="", help="JSONL of {\"prompt\": ..., \"response\": ...} records")
     p.set_defaults(func=run, on_interrupt="run the same command with --resume to continue from the newest "
                                           "checkpoint (train.checkpoint_every sets how often one is saved)")
 
@@ -48,10 +61,28 @@ def run(args: argparse.Namespace) -> int:
     from kdlib.models.io import loading_bars
     from kdlib.train.study import train_run  # models and data load only when a run starts
 
+    if args.teacher or args.student or args.data:  # no study data, no run layout: kdlib.train.text
+        loading_bars(not args.no_progress)
+        return run_text(args, profile_from_args(args))
     ctx = context_from_args(args)
     loading_bars(ctx.progress)
     paths = train_run(ctx, args.method, role=args.role, ablate=args.ablate, resume=args.resume,
                       restart=args.restart, reuse=not args.no_reuse)
     if PartialState().is_main_process:
         print(f"model: {paths.model}\nmetrics: {paths.metrics}")
+    return 0
+
+
+def run_text(args: argparse.Namespace, profile: Profile) -> int:
+    """The text-only run of ``kdlib train --teacher T --student S --data FILE``."""
+    from kdlib.train.text import distill_text
+
+    if not (args.teacher and args.student and args.data and args.out):
+        raise UserError("a text-only run needs --teacher, --student, --data and --out")
+    out = Path(args.out).expanduser().resolve()
+    distill_text(args.teacher, args.student, args.data, out, profile, args.method, args.ablate, seed=args.seed,
+                 progress=not args.no_progress, resume=args.resume,
+                 device=None if args.device == "auto" else args.device)
+    if PartialState().is_main_process:
+        print(f"model: {out / 'model'}\nmetrics: {out / 'metrics.jsonl'}")
     return 0

@@ -132,24 +132,8 @@ class Collator:
         return ids[:limit], labels[:limit]
 
     def pad(self, encoded: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
-        """Right-pad (train) or left-pad (generate) to the longest item; pads are masked out."""
-        length = max(len(ids) for ids, _ in encoded)
-        pad_id = self.tokenizer.pad_token_id
-        rows, masks, labs = [], [], []
-        for ids, labels in encoded:
-            n = length - len(ids)
-            if self.mode == "train":
-                rows.append(ids + [pad_id] * n)
-                masks.append([1] * len(ids) + [0] * n)
-                labs.append(labels + [IGNORE_INDEX] * n)
-            else:
-                rows.append([pad_id] * n + ids)
-                masks.append([0] * n + [1] * len(ids))
-        batch = {"input_ids": torch.tensor(rows, dtype=torch.long),
-                 "attention_mask": torch.tensor(masks, dtype=torch.long)}
-        if self.mode == "train":
-            batch["labels"] = torch.tensor(labs, dtype=torch.long)
-        return batch
+        """Right-pad (train) or left-pad (generate) to the longest item (:func:`pad_sequences`)."""
+        return pad_sequences(encoded, self.tokenizer.pad_token_id, self.mode)
 
     def image(self, conv: dict) -> Image.Image:
         """The conversation's picture (RGB, cropped to ``crop`` when given)."""
@@ -161,6 +145,28 @@ class Collator:
         crop = conv.get("crop")
         return load_image(Record(id=str(conv.get("id", path)), task="scene", image=path, question="", answer="",
                                  meta={"crop": tuple(crop)} if crop else {}))
+
+
+def pad_sequences(encoded: Sequence[tuple[list[int], list[int]]], pad_id: int, mode: str) -> dict[str, torch.Tensor]:
+    """``(input_ids, labels)`` pairs to ``[B, L]`` tensors, ``L`` the longest item; pads are masked out.
+
+    ``mode="train"``: right padding, ``labels`` (-100 on padding) returned; ``"generate"``: left padding, no labels.
+    """
+    length = max(len(ids) for ids, _ in encoded)
+    rows, masks, labs = [], [], []
+    for ids, labels in encoded:
+        n = length - len(ids)
+        if mode == "train":
+            rows.append(ids + [pad_id] * n)
+            masks.append([1] * len(ids) + [0] * n)
+            labs.append(labels + [IGNORE_INDEX] * n)
+        else:
+            rows.append([pad_id] * n + ids)
+            masks.append([0] * n + [1] * len(ids))
+    batch = {"input_ids": torch.tensor(rows, dtype=torch.long), "attention_mask": torch.tensor(masks, dtype=torch.long)}
+    if mode == "train":
+        batch["labels"] = torch.tensor(labs, dtype=torch.long)
+    return batch
 
 
 def text_batch(tokenizer: Any, texts: Sequence[str], max_length: int) -> dict[str, torch.Tensor]:

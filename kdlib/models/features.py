@@ -40,6 +40,12 @@ CACHE_FIELD = "cache" if "cache" in inspect.signature(LlavaForConditionalGenerat
 """Name of the KV cache in a LLaVA forward's arguments and outputs, for the installed transformers."""
 
 
+def image_inputs(pixel_values: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """The image keyword of a forward: ``{"pixel_values": ...}``, or nothing for a text-only batch
+    (a plain causal LM takes no ``pixel_values``)."""
+    return {} if pixel_values is None else {"pixel_values": pixel_values}
+
+
 def num_image_tokens(model: Any) -> int:
     """``N`` image tokens per image: ``(image_size / patch_size)^2`` (+1 when CLS is kept)."""
     config = unwrap(model).config

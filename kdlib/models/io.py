@@ -173,8 +173,8 @@ def load_for_inference(path: str | os.PathLike, device: str | torch.device | Non
         raise ValueError(f"model folder {path} cannot be loaded: {err}") from err
 
 
-def save_mllm(path: str | os.PathLike, model: Any, tokenizer: Any, image_processor: Any) -> Path:
-    """Write model, tokenizer and image processor to ``path`` atomically (temp folder + rename).
+def save_mllm(path: str | os.PathLike, model: Any, tokenizer: Any, image_processor: Any | None) -> Path:
+    """Write model, tokenizer and image processor (if any) to ``path`` atomically (temp folder + rename).
 
     A LoRA-wrapped model (peft) is saved with its adapters merged (``W + s B A``), without
     changing the model in memory, so the folder loads as a plain ``LlavaForConditionalGeneration``.
@@ -187,7 +187,8 @@ def save_mllm(path: str | os.PathLike, model: Any, tokenizer: Any, image_process
     try:
         unwrap(model).save_pretrained(tmp, state_dict=merged_state_dict(model))
         tokenizer.save_pretrained(tmp)
-        image_processor.save_pretrained(tmp)
+        if image_processor is not None:  # None for a plain causal LM
+            image_processor.save_pretrained(tmp)
         if path.exists():
             path.rename(old)
         tmp.rename(path)

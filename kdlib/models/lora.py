@@ -28,11 +28,19 @@ def unwrap(model: Any) -> LlavaForConditionalGeneration:
     return model.get_base_model() if isinstance(model, PeftModel) else model
 
 
-def llm_linear_names(model: LlavaForConditionalGeneration) -> list[str]:
-    """Full names of every ``nn.Linear`` of the LLM (``lm_head``, projector and tower excluded)."""
-    prefix = "model.language_model"
-    return [f"{prefix}.{name}" for name, mod in unwrap(model).model.language_model.named_modules()
-            if isinstance(mod, nn.Linear)]
+def llm_linear_names(model: Any) -> list[str]:
+    """Full names of every ``nn.Linear`` of the LLM (``lm_head``, projector and tower excluded).
+
+    The LLM is ``model.language_model`` of a LLaVA model, ``model`` of a plain causal LM.
+    """
+    decoder = unwrap(model).model
+    llm, prefix = (decoder.language_model, "model.language_model") if is_multimodal(model) else (decoder, "model")
+    return [f"{prefix}.{name}" for name, mod in llm.named_modules() if isinstance(mod, nn.Linear)]
+
+
+def is_multimodal(model: Any) -> bool:
+    """True for a LLaVA-style model (vision tower + projector), False for a plain causal LM."""
+    return hasattr(unwrap(model).model, "vision_tower")
 
 
 def apply_lora(model: LlavaForConditionalGeneration, lora_spec: LoRASpec) -> Any:
@@ -40,7 +48,8 @@ def apply_lora(model: LlavaForConditionalGeneration, lora_spec: LoRASpec) -> Any
 
     ``r > 0``: a peft ``PeftModel`` with LoRA adapters on :func:`llm_linear_names`, trainable
     adapters and projector, everything else frozen. ``r == 0``: the same model with LLM and
-    projector trainable. The vision tower is frozen in both cases.
+    projector trainable. The vision tower is frozen in both cases. A plain causal LM is the same
+    without tower and projector.
     """
     if isinstance(model, PeftModel):
         raise ValueError("apply_lora: the model already carries LoRA adapters")
@@ -50,9 +59,10 @@ def apply_lora(model: LlavaForConditionalGeneration, lora_spec: LoRASpec) -> Any
         model = get_peft_model(model, config)
     else:
         model.requires_grad_(True)
-    base = unwrap(model)
-    base.model.vision_tower.requires_grad_(False)
-    base.model.multi_modal_projector.requires_grad_(True)
+    if is_multimodal(model):
+        base = unwrap(model)
+        base.model.vision_tower.requires_grad_(False)
+        base.model.multi_modal_projector.requires_grad_(True)
     return model
 
 

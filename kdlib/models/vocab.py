@@ -30,13 +30,15 @@ def image_token_id(model_or_tokenizer: Any) -> int:
 
 
 def _vocab_size(model: Any) -> int:
-    return int(unwrap(model).config.text_config.vocab_size)
+    config = unwrap(model).config
+    return int(getattr(config, "text_config", config).vocab_size)
 
 
 def check_same_vocab(teacher: Any, student: Any) -> None:
     """Raise ``ValueError`` unless two tokenizers (or two models) share one vocabulary.
 
-    Tokenizers: same token -> id map. Models: same LLM vocabulary size and ``<image>`` id.
+    Tokenizers: same token -> id map. Models: same LLM vocabulary size and ``<image>`` id (None for
+    a plain causal LM).
     """
     if _is_tokenizer(teacher) != _is_tokenizer(student):
         raise TypeError("check_same_vocab compares two tokenizers or two models, not one of each")
@@ -48,7 +50,7 @@ def check_same_vocab(teacher: Any, student: Any) -> None:
                              f"first differing (token, id) pairs: {differ}")
         return
     sizes = (_vocab_size(teacher), _vocab_size(student))
-    images = (image_token_id(teacher), image_token_id(student))
+    images = tuple(getattr(unwrap(m).config, "image_token_id", None) for m in (teacher, student))
     if sizes[0] != sizes[1] or images[0] != images[1]:
         raise ValueError(f"teacher and student vocabularies differ: vocab_size {sizes[0]} vs {sizes[1]}, "
                          f"image_token_id {images[0]} vs {images[1]}")

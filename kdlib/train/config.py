@@ -33,6 +33,7 @@ from kdlib.profiles import NOT_IN_RUNS, Profile, without
 METHODS = ("sft", "paper", "forward_kl", "reverse_kl", "align_kd", "switch_kd")
 ABLATIONS = ("align", "single", "long", "lm", "teacher_mix", "length_norm")
 ROLES = ("teacher", "student")
+DIVERGENCES = ("reverse_kl", "forward_kl", "jsd")
 NOT_IN_RESULTS = ("progress", "checkpoint_every", "keep_checkpoints")
 """TrainConfig fields that change how a run reports and saves, not the model it trains."""
 RETIRED = ("minillm.single", "minillm.long", "minillm.lm")
@@ -60,7 +61,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 0  # 0 = no intermediate checkpoints
     keep_checkpoints: int = 2
-    dtype: str = "float32"  # bfloat16: autocast on GPU
+    dtype: str = "float32"  # bfloat16: autocast (GPU or CPU)
     chunk_size: int = 0  # rows per chunk of the chunked head losses; 0 = kdlib.losses' default
     progress: bool = True
     ablate: frozenset[str] = frozenset()
@@ -69,6 +70,8 @@ class TrainConfig:
     minillm: MiniLLMConfig = field(default_factory=MiniLLMConfig)  # rewards, returns, PPO clip, mixing
     align_coef: float = 1.0  # weight of the projector MSE (the paper gives none)
     pt_batch_size: int = 0  # D_PT sequences per global step; 0 = batch_size
+    divergence: str = "reverse_kl"  # paper's single-step term: reverse_kl (Eq. 8), or jsd / forward_kl (GKD)
+    jsd_beta: float = 0.5  # beta of the generalized JSD when divergence is jsd
 
     def __post_init__(self) -> None:
         problems = []
@@ -97,6 +100,8 @@ class TrainConfig:
             problems.append("checkpoint_every must be >= 0 and keep_checkpoints >= 1")
         if self.dtype not in ("float32", "bfloat16"):
             problems.append(f"dtype {self.dtype!r} must be float32 or bfloat16")
+        if self.divergence not in DIVERGENCES or not 0.0 < self.jsd_beta < 1.0:
+            problems.append(f"divergence must be one of {', '.join(DIVERGENCES)} and jsd_beta in (0, 1)")
         if self.ablate >= {"align", "single", "long", "lm"}:
             problems.append("every term of paper is ablated: nothing to optimise")
         if problems:
@@ -169,10 +174,17 @@ def changed_fields(saved: Mapping[str, Any], cfg: TrainConfig, profile: Profile)
     """Dotted names of the fields where a saved ``config.json`` and this run differ, leaving out
     those that cannot change the trained model (:data:`NOT_IN_RESULTS`, :data:`RETIRED`, profile ``NOT_IN_RUNS``)."""
     ignore = [f"train.{k}" for k in (*NOT_IN_RESULTS, *RETIRED)] + [f"profile.{k}" for k in NOT_IN_RUNS]
-    old = _flat(without(dict(saved), ignore))
+    defaults = {k: v for k, v in _defaults().items() if k not in ignore}
+    old = {**defaults, **_flat(without(dict(saved), ignore))}
     new = _flat(without(run_record(cfg, profile), ignore))
     return sorted(k for k in old.keys() | new.keys()
                   if k.split(".")[0] in ("train", "profile") and old.get(k) != new.get(k))
+
+
+def _defaults() -> dict[str, Any]:
+    """``train.<field>`` defaults of the fields with one: a field added after a run was saved reads as its default."""
+    return {f"train.{f.name}": f.default for f in dataclasses.fields(TrainConfig)
+            if f.default is not dataclasses.MISSING and not isinstance(f.default, (frozenset, tuple))}
 
 
 def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -20,7 +20,7 @@ Each rollout is used for one update (Table 1); LMOps reuses rollouts for 4 PPO e
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from accelerate import Accelerator
@@ -28,7 +28,6 @@ from accelerate.utils import set_seed
 from torch import Tensor, nn
 
 from kdlib.data.collate import Collator, text_batch
-from kdlib.data.records import Record
 from kdlib.data.study import Study
 from kdlib.losses import importance_weights, returns, token_rewards
 from kdlib.models import apply_lora, check_same_vocab, freeze
@@ -47,8 +46,8 @@ def _pad_columns(x: Tensor, width: int) -> Tensor:
 class RolloutTask:
     """Batches of the ``paper`` method: teacher-mixed rollouts of training prompts + ``D_PT`` text."""
 
-    def __init__(self, objective: Objective, records: Sequence[Record], prompts: Collator, pt_texts: Sequence[str],
-                 tokenizer: Any, cfg: TrainConfig, accelerator: Accelerator) -> None:
+    def __init__(self, objective: Objective, records: Sequence[Any], prompts: Callable[[list[Any]], dict[str, Tensor]],
+                 pt_texts: Sequence[str], tokenizer: Any, cfg: TrainConfig, accelerator: Accelerator) -> None:
         self.module, self.records, self.prompts = objective, list(records), prompts
         self.pt_texts, self.tokenizer = list(pt_texts), tokenizer
         self.cfg, self.accelerator = cfg, accelerator
@@ -108,9 +107,11 @@ class RolloutTask:
             weights = importance_weights(r.old_logprobs, r.teacher_logprobs, r.mask, cfg.minillm)
             micros.append({"prompt_ids": r.prompt_ids, "prompt_mask": r.prompt_mask, "tokens": r.tokens,
                            "mask": r.mask, "old_logprobs": r.old_logprobs, "weights": weights,
-                           "advantages": adv[rows, :r.tokens.shape[1]], "pixel_values": prompts["pixel_values"][rows],
+                           "advantages": adv[rows, :r.tokens.shape[1]],
                            "resp_denom": resp_denom, "share": r.tokens.shape[0] * world / cfg.batch_size,
-                           "num_tokens": int(r.attention_mask.sum())})
+                           "num_tokens": int(r.attention_mask.sum()), "num_generated": int(r.mask.sum())})
+            if "pixel_values" in prompts:
+                micros[-1]["pixel_values"] = prompts["pixel_values"][rows]
         if self.use_pt:
             chunks = self._pt_chunks(step, len(micros))
             pt_denom = global_count(sum((c["pt_labels"][:, 1:] != -100).sum() for c in chunks), acc) / world
@@ -129,6 +130,24 @@ def distill(student: nn.Module, teacher: nn.Module, tokenizer: Any, image_proces
     ``D_PT`` (needed by ``paper`` unless ``lm`` is ablated). Returns the trained student (LoRA-wrapped
     under LoRA profiles).
     """
+
+    def collate(mode: str) -> Collator:
+        return train_collator(student, tokenizer, image_processor, cfg, mode)
+
+    return distill_records(student, teacher, tokenizer, study.train, collate, cfg, profile, run_dir, pt_texts,
+                           resume, device)
+
+
+def distill_records(student: nn.Module, teacher: nn.Module, tokenizer: Any, records: Sequence[Any],
+                    collate: Callable[[str], Callable[[list[Any]], dict[str, Tensor]]], cfg: TrainConfig,
+                    profile: Profile, run_dir: Path, pt_texts: Sequence[str] = (), resume: bool = False,
+                    device: str | torch.device | None = None) -> TrainResult:
+    """The one distillation run, multimodal or text-only: the records and ``collate(mode)`` decide.
+
+    ``collate("train")`` batches ground-truth records, ``collate("generate")`` left-padded prompts;
+    a multimodal collator adds ``pixel_values``, which every forward then passes on (a text-only
+    pair is the same run without image features).
+    """
     if cfg.method == "sft":
         raise ValueError("distill trains a distillation method; use train_sft for sft")
     check_same_vocab(teacher, student)
@@ -141,11 +160,8 @@ def distill(student: nn.Module, teacher: nn.Module, tokenizer: Any, image_proces
     student = apply_lora(student, profile.lora)
     objective = build_objective(student, teacher, cfg)
     if cfg.method == "paper":
-        task: Any = RolloutTask(objective, study.train, train_collator(student, tokenizer, image_processor, cfg,
-                                                                      "generate"),
-                                pt_texts, tokenizer, cfg, accelerator)
+        task: Any = RolloutTask(objective, records, collate("generate"), pt_texts, tokenizer, cfg, accelerator)
     else:
-        task = GroundTruthTask(objective, study.train, train_collator(student, tokenizer, image_processor, cfg),
-                               cfg, accelerator)
+        task = GroundTruthTask(objective, records, collate("train"), cfg, accelerator)
     metrics = run_task(task, cfg, profile, run_dir, accelerator, resume)
     return TrainResult(student.eval(), metrics, cfg)

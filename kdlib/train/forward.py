@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from kdlib.models.features import output_projector
+from kdlib.models.features import image_inputs, output_projector
 from kdlib.sampling import position_ids
 
 
@@ -44,12 +44,12 @@ def output_head(model: nn.Module) -> nn.Linear:
 
 def features(model: nn.Module, input_ids: Tensor | None, attention_mask: Tensor, pixel_values: Tensor | None = None,
              inputs_embeds: Tensor | None = None, first_layer_attention: bool = False) -> Features:
-    """Run ``model`` (LLaVA-style, or a PEFT wrapper of one) and keep hidden states and visual tokens.
+    """Run ``model`` (LLaVA-style or a plain causal LM, or a PEFT wrapper) and keep hidden states and visual tokens.
 
     ``input_ids`` / ``attention_mask`` ``[B, L]`` (or ``inputs_embeds`` ``[B, L, D]``), ``pixel_values``
-    ``[B, C, H, W]``. ``first_layer_attention`` needs eager attention.
+    ``[B, C, H, W]`` (None for text-only batches: ``visual`` is then None). ``first_layer_attention`` needs eager attention.
     """
-    out = model(input_ids=input_ids, inputs_embeds=inputs_embeds, pixel_values=pixel_values,
+    out = model(input_ids=input_ids, inputs_embeds=inputs_embeds, **image_inputs(pixel_values),
                 attention_mask=attention_mask, position_ids=position_ids(attention_mask),
                 output_hidden_states=True, output_attentions=first_layer_attention, logits_to_keep=1,
                 use_cache=False)

@@ -38,7 +38,8 @@ class Task(Protocol):
     def micro_batches(self, step: int) -> list[dict[str, Any]]:
         """This process's micro-batches of global step ``step`` (0-based).
 
-        Each carries an int ``num_tokens`` (non-pad inputs, for throughput), removed before the forward.
+        Each carries an int ``num_tokens`` (non-pad inputs, for throughput) and, when it holds
+        sampled responses, ``num_generated`` (response tokens sampled); both are removed before the forward.
         """
         ...
 
@@ -110,9 +111,10 @@ def _step(task: Task, module: nn.Module, optimizer, scheduler, accelerator: Acce
     start, cpu_start = time.perf_counter(), time.process_time()
     micros = task.micro_batches(step)
     totals: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=accelerator.device))
-    tokens = 0
+    tokens, generated = 0, 0
     for i, micro in enumerate(micros):
         tokens += micro.pop("num_tokens")
+        generated += micro.pop("num_generated", 0)
         sync = nullcontext() if i == len(micros) - 1 else accelerator.no_sync(module)
         with sync:
             terms = module(micro)
@@ -127,10 +129,11 @@ def _step(task: Task, module: nn.Module, optimizer, scheduler, accelerator: Acce
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    tokens = int(accelerator.reduce(torch.tensor(tokens, device=accelerator.device), reduction="sum"))
+    tokens, generated = accelerator.reduce(torch.tensor([tokens, generated], device=accelerator.device),
+                                           reduction="sum").tolist()
     seconds = time.perf_counter() - start
     return {"step": step + 1, **dict(zip(names, means)), "lr": lr, "grad_norm": float(grad_norm),
-            "tokens": tokens, "tokens_per_s": tokens / seconds, "step_s": seconds,
+            "tokens": tokens, "tokens_per_s": tokens / seconds, "generated_tokens": generated, "step_s": seconds,
             "cpu_s": time.process_time() - cpu_start, "peak_mem_mb": peak_memory_mb(accelerator.device)}
 
 

@@ -100,8 +100,9 @@ class PaperObjective(Objective):
     """Core paper Eq. 10: ``lambda L_align + L_single + L_long^norm + L_PT`` on teacher-mixed rollouts.
 
     The micro-batch carries a rollout (``prompt_ids``, ``prompt_mask``, ``tokens``, ``mask``,
-    ``old_logprobs``, ``weights``, ``advantages``, ``pixel_values``) and a ``D_PT`` batch
-    (``pt_input_ids``, ``pt_attention_mask``, ``pt_labels``).
+    ``old_logprobs``, ``weights``, ``advantages``, ``pixel_values`` for multimodal pairs) and a
+    ``D_PT`` batch (``pt_input_ids``, ``pt_attention_mask``, ``pt_labels``). The single-step term
+    is ``cfg.divergence`` per response token: the reverse KL of Eq. 8, or GKD's generalized JSD.
     """
 
     def __init__(self, student: nn.Module, teacher: nn.Module, cfg: TrainConfig) -> None:
@@ -123,18 +124,18 @@ class PaperObjective(Objective):
         ids = torch.cat([m["prompt_ids"], m["tokens"]], dim=1)
         attn = torch.cat([m["prompt_mask"], m["mask"].to(m["prompt_mask"].dtype)], dim=1)
         plen, resp = m["prompt_ids"].shape[1], m["mask"].bool()
-        fs = features(self.student, ids, attn, m["pixel_values"])
+        fs = features(self.student, ids, attn, m.get("pixel_values"))
         out: dict[str, Tensor] = {}
         if self.on & {"align", "single"}:
             with torch.no_grad():
-                ft = features(self.teacher, ids, attn, m["pixel_values"])
+                ft = features(self.teacher, ids, attn, m.get("pixel_values"))
         if "align" in self.on:
             out["align"] = projector_mse(fs.visual, ft.visual, self.width_map) * m["share"]
         rows = response_rows(fs.hidden, plen, resp)
         if "single" in self.on:
             out["single"] = chunked_divergence(rows, output_head(self.student), response_rows(ft.hidden, plen, resp),
-                                               output_head(self.teacher), kind="reverse_kl", chunk_size=self.chunk,
-                                               denom=m["resp_denom"])
+                                               output_head(self.teacher), kind=self.cfg.divergence,
+                                               beta=self.cfg.jsd_beta, chunk_size=self.chunk, denom=m["resp_denom"])
         if "long" in self.on:
             logprobs = token_logprobs_chunked(rows, output_head(self.student), m["tokens"][resp], self.chunk)
             out["long"] = pg_loss(logprobs, m["old_logprobs"][resp], m["advantages"][resp], m["weights"][resp],

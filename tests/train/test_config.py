@@ -76,3 +76,11 @@ def test_resume_refuses_checkpoints_of_another_configuration(tmp_path):
     other = TrainConfig.from_profile(TINY, "paper", ["lm"])
     with pytest.raises(ValueError, match=r"config\.json.*train\.ablate.*without --resume"):
         run_task(None, other, TINY, tmp_path, Accelerator(cpu=True), resume=True)
+
+
+def test_a_field_added_after_a_run_was_saved_reads_as_its_default():
+    cfg = TrainConfig.from_profile(TINY, "paper")
+    saved = run_record(cfg, TINY)
+    del saved["train"]["divergence"]
+    assert changed_fields(saved, cfg, TINY) == []
+    assert changed_fields(saved, TrainConfig.from_profile(TINY, "paper", divergence="jsd"), TINY) == ["train.divergence"]
