@@ -182,7 +182,8 @@ def gradient_estimates(toy: BigramToy, tokens: Tensor, mix_alpha: float, decompo
     old = toy.theta.log_softmax(-1)[prev, tokens]
     teach = toy.teacher.log_softmax(-1)[prev, tokens]
     adv = returns(token_rewards(teach, old, mask, cfg), mask, cfg)
-    weights = importance_weights(old, teach, mask, cfg)
+    mix = old if mix_alpha == 0.0 else torch.logaddexp(old + math.log1p(-mix_alpha), teach + math.log(mix_alpha))
+    weights = importance_weights(old, mix, mask, cfg)
     per_sample = vmap(grad(_surrogate), in_dims=(None, None, 0, 0, 0, None))
     return per_sample(toy.theta, toy.teacher, tokens, adv, weights, decompose).reshape(tokens.shape[0], -1)
 

@@ -105,7 +105,7 @@ class RolloutTask:
         resp_denom = global_count(sum(r.mask.sum() for _, r in rollouts), acc) / world
         micros = []
         for rows, r in rollouts:
-            weights = importance_weights(r.old_logprobs, r.teacher_logprobs, r.mask, cfg.minillm)
+            weights = importance_weights(r.old_logprobs, r.mix_logprobs, r.mask, cfg.minillm)
             micros.append({"prompt_ids": r.prompt_ids, "prompt_mask": r.prompt_mask, "tokens": r.tokens,
                            "mask": r.mask, "old_logprobs": r.old_logprobs, "weights": weights,
                            "advantages": adv[rows, :r.tokens.shape[1]], "pixel_values": prompts["pixel_values"][rows],
