@@ -1,0 +1,1 @@
+"""The code behind the book's chapters: experiments that use the library layers below."""
