@@ -65,6 +65,7 @@ class TrainConfig:
     minillm: MiniLLMConfig = field(default_factory=MiniLLMConfig)  # rewards, returns, PPO clip, mixing
     align_coef: float = 1.0  # weight of the projector MSE (the paper gives none)
     pt_batch_size: int = 0  # D_PT sequences per global step; 0 = batch_size
+    ppo_epochs: int = 1  # updates per batch of rollouts (``paper``; MiniLLM: 4)
 
     def __post_init__(self) -> None:
         problems = []
@@ -91,6 +92,8 @@ class TrainConfig:
             problems.append("checkpoint_every must be >= 0 and keep_checkpoints >= 1")
         if self.dtype not in ("float32", "bfloat16"):
             problems.append(f"dtype {self.dtype!r} must be float32 or bfloat16")
+        if self.ppo_epochs < 1 or (self.ppo_epochs > 1 and self.method != "paper"):
+            problems.append(f"ppo_epochs must be >= 1, and > 1 only for the paper method (got {self.ppo_epochs})")
         if self.ablate >= {"align", "single", "long", "lm"}:
             problems.append("every term of paper is ablated: nothing to optimise")
         if problems:
@@ -98,17 +101,18 @@ class TrainConfig:
 
     @classmethod
     def from_profile(cls, profile: Profile, method: str, ablate: Iterable[str] = (), role: str = "student",
-                     seed: int = 0, progress: bool = True, **changes: Any) -> "TrainConfig":
+                     seed: int = 0, progress: bool = True, form: str = "code", **changes: Any) -> "TrainConfig":
         """The run of ``method`` at ``profile``.
 
         SFT takes ``train.sft_steps`` at ``train.lr``, distillation ``train.kd_steps`` at ``train.kd_lr``;
-        ``changes`` override any field.
+        ``form`` is the MiniLLM estimator of ``paper`` (:class:`~kdlib.losses.minillm.MiniLLMConfig`:
+        ``code``, ``paper`` or ``unbiased``); ``changes`` override any field.
         """
         t = profile.train
         ablated = frozenset(ablate)
         sft = method == "sft"
-        minillm = MiniLLMConfig(mix_alpha=0.0 if "teacher_mix" in ablated else t.mix_alpha,
-                                length_norm="length_norm" not in ablated)
+        minillm = MiniLLMConfig(form=form, mix_alpha=0.0 if "teacher_mix" in ablated else t.mix_alpha,  # type: ignore[arg-type]
+                                length_norm=False if "length_norm" in ablated else None)
         base = cls(method=method, role=role, steps=t.sft_steps if sft else t.kd_steps, batch_size=t.batch_size,
                    lr=t.lr if sft else t.kd_lr, warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
                    grad_clip=t.grad_clip, max_length=profile.data.max_length, seed=seed,
@@ -127,11 +131,14 @@ class TrainConfig:
     @property
     def run_name(self) -> str:
         """Folder and model name: ``teacher``, ``student_sft``, ``student_kd`` (paper), ``student_<method>``,
-        ``student_kd-no_<term>...`` for ablations."""
+        ``student_kd-no_<term>...`` for ablations; a MiniLLM form other than ``code`` and
+        ``ppo_epochs > 1`` add ``_<form>`` and ``_ppo<n>`` after ``student_kd``."""
         if self.method == "sft":
             return "teacher" if self.role == "teacher" else "student_sft"
         if self.method == "paper":
-            return "student_kd" + "".join(f"-no_{a}" for a in sorted(self.ablate))
+            form = "" if self.minillm.form == "code" else f"_{self.minillm.form}"
+            epochs = "" if self.ppo_epochs == 1 else f"_ppo{self.ppo_epochs}"
+            return "student_kd" + form + epochs + "".join(f"-no_{a}" for a in sorted(self.ablate))
         return f"student_{self.method}"
 
     @property

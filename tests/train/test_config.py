@@ -76,3 +76,14 @@ def test_resume_refuses_checkpoints_of_another_configuration(tmp_path):
     other = TrainConfig.from_profile(TINY, "paper", ["lm"])
     with pytest.raises(ValueError, match=r"config\.json.*train\.ablate.*without --resume"):
         run_task(None, other, TINY, tmp_path, Accelerator(cpu=True), resume=True)
+
+
+def test_minillm_form_and_ppo_epochs_name_the_run():
+    profile = get_profile("tiny")
+    cfg = TrainConfig.from_profile(profile, "paper", form="unbiased", ppo_epochs=4)
+    assert cfg.minillm.importance == "sequence" and not cfg.minillm.length_norm
+    assert cfg.run_name == "student_kd_unbiased_ppo4"
+    assert TrainConfig.from_profile(profile, "paper").run_name == "student_kd"
+    assert not TrainConfig.from_profile(profile, "paper", ablate=["length_norm"]).minillm.length_norm
+    with pytest.raises(ValueError, match="ppo_epochs"):
+        TrainConfig.from_profile(profile, "forward_kl", ppo_epochs=2)
