@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from kdlib.models import load_mllm
+from kdlib.train.config import TrainConfig
 from kdlib.train.distill import distill
 from kdlib.train.metrics_log import read_metrics
 
@@ -14,8 +15,9 @@ PT_TEXTS = ["Is there a road next to the river? yes.", "Many buildings stand alo
 def run(start_models, study, profile, tmp_path, **changes):
     teacher = load_mllm(start_models / "models" / "teacher")
     start = load_mllm(start_models / "models" / "student_sft")
-    result = distill(start.model, teacher.model, start.tokenizer, start.image_processor, study, profile, "paper",
-                     run_dir=tmp_path, pt_texts=PT_TEXTS, progress=False, **changes)
+    cfg = TrainConfig.from_profile(profile, "paper", progress=False, **changes)
+    result = distill(start.model, teacher.model, start.tokenizer, start.image_processor, study, cfg, profile,
+                     tmp_path, pt_texts=PT_TEXTS)
     return result, read_metrics(result.metrics)
 
 
