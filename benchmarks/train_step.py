@@ -5,6 +5,8 @@ Cases (each in a fresh Python process, so that one case's memory cannot hide ano
 * ``sft``: optimiser steps of the baseline student's SFT (:func:`kdlib.train.sft.train_sft`);
 * ``paper``: optimiser steps of the paper's distillation (:func:`kdlib.train.distill.distill`):
   teacher-mixed rollout, teacher forwards, four loss terms, one update;
+* ``paper_ppo4``: the same with ``ppo_epochs = 4`` (each batch of rollouts serves 4 updates;
+  compare ``mean_step_s``, which averages over the steps that sample and those that reuse);
 * ``mixed``: :func:`kdlib.sampling.mixed_sample` on the prompts of one batch (student + teacher,
   two KV caches, ``alpha`` of the profile);
 * ``generate``: ``student.generate`` then ``teacher.generate`` on the same prompts (the cost of
@@ -39,7 +41,7 @@ from kdlib.profiles import get_profile, parse_overrides
 from kdlib.train.config import TrainConfig
 from kdlib.train.study import build_models
 
-CASES = ("sft", "paper", "mixed", "generate")
+CASES = ("sft", "paper", "paper_ppo4", "mixed", "generate")
 SAMPLING_REPEATS = 10
 
 
@@ -85,13 +87,15 @@ def train_case(method: str, args: argparse.Namespace, device: torch.device) -> d
             result = train_sft(pair.student, pair.tokenizer, pair.image_processor, study, cfg, profile, Path(tmp),
                                device=device)
         else:
-            cfg = TrainConfig.from_profile(profile, "paper", progress=False, steps=args.steps + 1)
+            epochs = {"paper": 1, "paper_ppo4": 4}[method]
+            cfg = TrainConfig.from_profile(profile, "paper", progress=False, steps=args.steps + 1, ppo_epochs=epochs)
             result = distill(pair.student, pair.teacher, pair.tokenizer, pair.image_processor, study, cfg, profile,
                              Path(tmp), pt_texts=pretrain_texts(profile, args.data_root or None), device=device)
         timed = read_metrics(result.metrics)[1:]
     return {"tokens_per_s": statistics.median(r["tokens"] / r["step_s"] for r in timed),
             "tokens_per_cpu_s": statistics.median(r["tokens"] / r["cpu_s"] for r in timed),
-            "step_s": statistics.median(r["step_s"] for r in timed), "peak_mib": mem.mib}
+            "step_s": statistics.median(r["step_s"] for r in timed),
+            "mean_step_s": statistics.mean(r["step_s"] for r in timed), "peak_mib": mem.mib}
 
 
 def sampling_case(kind: str, args: argparse.Namespace, device: torch.device) -> dict[str, float]:
@@ -133,7 +137,7 @@ def sampling_case(kind: str, args: argparse.Namespace, device: torch.device) -> 
 def worker(case: str, args: argparse.Namespace) -> None:
     device = torch.device(args.device)
     torch.manual_seed(0)
-    result = train_case(case, args, device) if case in ("sft", "paper") else sampling_case(case, args, device)
+    result = train_case(case, args, device) if case in ("sft", "paper", "paper_ppo4") else sampling_case(case, args, device)
     print(json.dumps(result))
 
 
@@ -145,6 +149,10 @@ def table(results: dict[str, dict[str, float]]) -> str:
              f"{sft['peak_mib']:.0f}", "1.00"),
             ("distillation step (paper)", f"{kd['tokens_per_s']:.0f}", f"{kd['tokens_per_cpu_s']:.0f}",
              f"{kd['step_s']:.3f}", f"{kd['peak_mib']:.0f}", f"{kd['step_s'] / sft['step_s']:.2f} x SFT time"),
+            ("distillation step, 4 PPO epochs", f"{results['paper_ppo4']['tokens_per_s']:.0f}",
+             f"{results['paper_ppo4']['tokens_per_cpu_s']:.0f}", f"{results['paper_ppo4']['mean_step_s']:.3f} mean",
+             f"{results['paper_ppo4']['peak_mib']:.0f}",
+             f"{results['paper_ppo4']['mean_step_s'] / kd['mean_step_s']:.2f} x one-epoch mean step time"),
             ("2 x generate (student, teacher)", f"{gen['new_tokens_per_s']:.0f} new", "", f"{gen['s']:.3f}",
              f"{gen['peak_mib']:.0f}", "1.00"),
             ("teacher-mixed sampling", f"{mixed['new_tokens_per_s']:.0f} new", "", f"{mixed['s']:.3f}",

@@ -35,7 +35,7 @@ class Rollout:
 
     All tensors are ``[B, T]`` (``T`` <= ``max_new_tokens``: the loop stops once every sequence ended).
     ``mask`` is 1 up to and including the first EOS; ``tokens`` are ``pad_token_id`` and the
-    log-probabilities 0 after it.
+    log-probabilities 0 after it (never NaN, even when the pad token is suppressed).
     """
 
     prompt_ids: Tensor  # [B, P] left-padded prompt
@@ -48,7 +48,8 @@ class Rollout:
 
     @property
     def weights(self) -> Tensor:
-        """Token-level importance weight ``w_t = q_old(y_t) / p~(y_t)`` (MiniLLM code form of Eq. 9), ``[B, T]``."""
+        """Token-level importance weight ``w_t = q_old(y_t) / p~(y_t)`` (MiniLLM code form of Eq. 9), ``[B, T]``,
+        0 after EOS; ``p~`` is the suppressed, renormalised mixture the token was drawn from."""
         return torch.exp(self.old_logprobs - self.mix_logprobs) * self.mask
 
     @property
@@ -86,12 +87,19 @@ def suppress(logp: Tensor, token_ids: Tensor) -> Tensor:
 
 
 def draw_tokens(logp: Tensor, uniforms: Tensor | None) -> Tensor:
-    """Next tokens ``[B]`` from log-probabilities ``[B, V]``: inverse CDF at ``uniforms`` ``[B]``, argmax when None."""
+    """Next tokens ``[B]`` from log-probabilities ``[B, V]``: inverse CDF at ``uniforms`` ``[B]``, argmax when None.
+
+    Token ``i`` is drawn when ``F(i - 1) <= u F(V) < F(i)`` (``F`` the running sum of the
+    probabilities), so a token of probability 0 is never drawn, not even at ``u = 0``; rounding
+    at ``u -> 1`` falls back on the last token of positive probability.
+    """
     if uniforms is None:
         return logp.argmax(dim=-1)
-    cdf = logp.exp().cumsum(dim=-1)
+    probs = logp.exp()
+    cdf = probs.cumsum(dim=-1)
     u = (uniforms.to(cdf) * cdf[:, -1]).unsqueeze(-1)
-    return torch.searchsorted(cdf, u).squeeze(-1).clamp_max(logp.shape[-1] - 1)
+    last = logp.shape[-1] - 1 - (probs > 0).flip(-1).int().argmax(dim=-1)
+    return torch.minimum(torch.searchsorted(cdf, u, right=True).squeeze(-1), last)
 
 
 class _Decoder:
@@ -127,7 +135,9 @@ def mixed_sample(student: nn.Module, teacher: nn.Module, batch: dict[str, Tensor
     ``do_sample=False`` takes ``argmax p~`` (greedy). ``suppress_token_ids`` (e.g. the image
     placeholder, which would be read as an image slot in the next forward) are never drawn: ``p~``
     is renormalised without them, and ``mix_logprobs`` is that renormalised distribution, while
-    ``old_logprobs`` / ``teacher_logprobs`` stay those of the full ``q`` and ``p``. Runs under
+    ``old_logprobs`` / ``teacher_logprobs`` stay those of the full ``q`` and ``p``; importance
+    weights must therefore use ``mix_logprobs`` (:func:`kdlib.losses.minillm.importance_weights`),
+    not a mixture recomputed from ``q`` and ``p``. Runs under
     ``no_grad``; both models should be in eval mode.
     """
     if not 0.0 <= alpha <= 1.0:
@@ -155,7 +165,8 @@ def mixed_sample(student: nn.Module, teacher: nn.Module, batch: dict[str, Tensor
         token = draw_tokens(logmix, draw).masked_fill(done, pad_token_id)
         live = (~done).float()
         chosen = token.unsqueeze(-1)
-        cols.append((token, live, *(lp.gather(-1, chosen).squeeze(-1) * live for lp in (logq, logp, logmix))))
+        picked = (torch.where(done, 0.0, lp.gather(-1, chosen).squeeze(-1)) for lp in (logq, logp, logmix))
+        cols.append((token, live, *picked))  # 0, not -inf * 0 = NaN, after EOS
         done = done | torch.isin(token, eos)
         if bool(done.all()):
             break

@@ -11,7 +11,7 @@ from kdlib.models.build import build_random_pair
 from kdlib.models.tokenizer import build_tokenizer
 from kdlib.models.vocab import image_token_id
 from kdlib.profiles import get_profile
-from kdlib.sampling import draw_tokens, mixed_sample, mixture_logprobs, position_ids
+from kdlib.sampling import draw_tokens, mixed_sample, mixture_logprobs, position_ids, suppress
 
 PROFILE = get_profile("tiny", {"vision.image_size": 32})  # 16 image tokens keep the models fast
 MAX_NEW = 6
@@ -131,3 +131,24 @@ def test_suppressed_tokens_are_never_drawn(pair):
     # the full distributions' log-probs are kept; the mixture is renormalised over the allowed tokens
     full = torch.logaddexp(out.old_logprobs + math.log(0.5), out.teacher_logprobs + math.log(0.5))
     assert (out.mix_logprobs >= full - 1e-6).all() and (out.mix_logprobs[:, 0] > full[:, 0]).all()
+
+
+def test_a_suppressed_token_is_never_drawn_even_at_the_ends_of_the_unit_interval():
+    logp = suppress(torch.randn(1, 5).log_softmax(-1), torch.tensor([0, 1]))
+    u = torch.tensor([0.0, 1e-12, 0.5, 1.0 - 1e-7])
+    assert not torch.isin(draw_tokens(logp.expand(4, -1), u), torch.tensor([0, 1])).any()
+    last = suppress(torch.randn(1, 5).log_softmax(-1), torch.tensor([3, 4]))
+    assert (draw_tokens(last.expand(2, -1), torch.tensor([1.0 - 1e-9, 1.0])) == 2).all()
+
+
+def test_rollout_after_eos_is_finite_when_pad_is_suppressed(pair):
+    student, teacher, tok = pair
+    batch = left_padded_batch(tok, seed=2)
+    greedy = mixed_sample(student, teacher, batch, MAX_NEW, -1, tok.pad_token_id, alpha=0.5, do_sample=False)
+    eos = int(greedy.tokens[0, 1])  # row 0 ends at step 2; the others may run on
+    out = mixed_sample(student, teacher, batch, MAX_NEW, eos, tok.pad_token_id, alpha=0.5, do_sample=False,
+                       suppress_token_ids=[tok.pad_token_id])
+    assert out.mask[0, 2:].sum() == 0 and out.tokens.shape[1] > 2
+    for values in (out.old_logprobs, out.teacher_logprobs, out.mix_logprobs, out.weights):
+        assert torch.isfinite(values).all()
+    assert (out.mix_logprobs[0, 2:] == 0).all() and (out.weights[0, 2:] == 0).all()

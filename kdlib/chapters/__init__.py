@@ -1,6 +1,8 @@
 """The code behind the book's chapters, one module per chapter that needs more than the library layers.
 
 - :mod:`~kdlib.chapters.reverse_kl`: the toy experiments of "Reverse KL step by step".
+- :mod:`~kdlib.chapters.exact_gradient`: the same chapter's exact expected update of every MiniLLM
+  estimator against the true gradient, by enumerating every response of a toy.
 - :mod:`~kdlib.chapters.related`: Align-KD, Switch-KD (DBiLD) and forward-KL students trained like
   the paper's recipe, their budgets and tables.
 - :mod:`~kdlib.chapters.ablations`: the paper's recipe with one part removed at a time.

@@ -28,6 +28,7 @@ from torch.func import grad, vmap
 
 from kdlib.losses.divergences import forward_kl, kl_tokens, reverse_kl
 from kdlib.losses.minillm import MiniLLMConfig, importance_weights, returns, single_step_loss, token_rewards
+from kdlib.sampling import mixture_logprobs
 
 Tensor = torch.Tensor
 
@@ -182,7 +183,8 @@ def gradient_estimates(toy: BigramToy, tokens: Tensor, mix_alpha: float, decompo
     old = toy.theta.log_softmax(-1)[prev, tokens]
     teach = toy.teacher.log_softmax(-1)[prev, tokens]
     adv = returns(token_rewards(teach, old, mask, cfg), mask, cfg)
-    weights = importance_weights(old, teach, mask, cfg)
+    mix = mixture_logprobs(old, teach, mix_alpha)  # the sampler's log-prob of each token
+    weights = importance_weights(old, mix, mask, cfg)
     per_sample = vmap(grad(_surrogate), in_dims=(None, None, 0, 0, 0, None))
     return per_sample(toy.theta, toy.teacher, tokens, adv, weights, decompose).reshape(tokens.shape[0], -1)
 

@@ -5,6 +5,7 @@ Examples::
     kdlib train --profile tiny --method sft --role teacher
     kdlib train --profile tiny --method sft --role student
     kdlib train --profile tiny --method paper --ablate long --ablate lm
+    kdlib train --profile tiny --method paper --minillm-form unbiased --ppo-epochs 4
     kdlib train --profile tiny --method paper --resume        # continue from the newest checkpoint
     kdlib train --profile tiny --method paper --restart       # start over, deleting its checkpoints
     accelerate launch --config_file configs/accelerate/ddp.yaml -m kdlib.cli train --profile paper --method paper
@@ -28,8 +29,11 @@ from accelerate import PartialState
 
 from kdlib.commands.args import add_profile_args, add_run_args, context_from_args, profile_from_args
 from kdlib.errors import UserError
+from kdlib.losses.minillm import FORM_DEFAULTS
 from kdlib.profiles import Profile
 from kdlib.train.config import ABLATIONS, METHODS, ROLES
+
+MINILLM_FORMS = tuple(FORM_DEFAULTS)
 
 
 def add_parser(sub) -> None:
@@ -42,6 +46,13 @@ def add_parser(sub) -> None:
     p.add_argument("--role", choices=ROLES, default="student", help="which model sft trains (default: %(default)s)")
     p.add_argument("--ablate", action="append", choices=ABLATIONS, default=[], metavar="TERM",
                    help=f"drop a term of the paper method (repeatable): {', '.join(ABLATIONS)}")
+    p.add_argument("--minillm-form", choices=MINILLM_FORMS, default="code",
+                   help="MiniLLM estimator of the paper method: code (LMOps defaults), paper (Eq. 8-9) or "
+                        "unbiased (sequence-level weights q/p~ on both terms; expected update = grad KL(q||p)) "
+                        "(default: %(default)s)")
+    p.add_argument("--ppo-epochs", type=int, default=1, metavar="N",
+                   help="updates per batch of rollouts of the paper method, PPO-clipped against the rollout's "
+                        "log-probs (MiniLLM: 4; default: %(default)s)")
     start = p.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true", help="continue from the run's newest checkpoint")
     start.add_argument("--restart", action="store_true",
@@ -66,8 +77,10 @@ def run(args: argparse.Namespace) -> int:
         return run_text(args, profile_from_args(args))
     ctx = context_from_args(args)
     loading_bars(ctx.progress)
+    changes = {k: v for k, v, default in (("form", args.minillm_form, "code"), ("ppo_epochs", args.ppo_epochs, 1))
+               if v != default}
     paths = train_run(ctx, args.method, role=args.role, ablate=args.ablate, resume=args.resume,
-                      restart=args.restart, reuse=not args.no_reuse)
+                      restart=args.restart, reuse=not args.no_reuse, **changes)
     if PartialState().is_main_process:
         print(f"model: {paths.model}\nmetrics: {paths.metrics}")
     return 0

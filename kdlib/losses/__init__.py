@@ -15,11 +15,13 @@ from kdlib.losses.divergences import (
 )
 from kdlib.losses.minillm import (
     MiniLLMConfig,
+    clip_fraction,
     importance_weights,
     lm_loss,
     pg_loss,
     returns,
     single_step_loss,
+    single_step_weights,
     token_rewards,
 )
 from kdlib.losses.projector import WidthMap, projector_mse
@@ -27,8 +29,8 @@ from kdlib.losses.switch_kd import bild, dbild, visual_switch_inputs
 
 __all__ = [
     "IGNORE_INDEX", "HeadMap", "MiniLLMConfig", "WidthMap", "attention_mse", "bild", "chunked_divergence",
-    "chunked_reverse_kl", "cross_entropy", "dbild", "enhanced_projector_mse", "forward_kl", "generalized_jsd",
+    "chunked_reverse_kl", "clip_fraction", "cross_entropy", "dbild", "enhanced_projector_mse", "forward_kl", "generalized_jsd",
     "importance_weights", "kd_objective", "lm_loss", "pg_loss", "projector_mse", "reduce_tokens", "returns",
-    "reverse_kl", "single_step_loss", "skew_kl", "teacher_attended_tokens", "token_logprobs", "token_rewards",
+    "reverse_kl", "single_step_loss", "single_step_weights", "skew_kl", "teacher_attended_tokens", "token_logprobs", "token_rewards",
     "visual_switch_inputs",
 ]

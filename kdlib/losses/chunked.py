@@ -107,7 +107,7 @@ class _ChunkedDivergence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, s_hidden: Tensor, s_weight: Tensor, s_bias: Tensor | None, t_hidden: Tensor,
                 t_weight: Tensor, t_bias: Tensor | None, denom: Tensor, kind: Kind, beta: float,
-                chunk_size: int) -> Tensor:
+                chunk_size: int, row_weights: Tensor | None) -> Tensor:
         fn = _value_and_grad(kind, beta)
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
         grad_h = torch.zeros_like(s_hidden, dtype=torch.float32) if need_h else None
@@ -121,6 +121,9 @@ class _ChunkedDivergence(torch.autograd.Function):
             zt = _affine(t_hidden[rows].to(t_weight.dtype), t_weight, t_bias).float()
             value, gz = fn(zs, zt, beta)
             del zs, zt
+            if row_weights is not None:
+                w = row_weights[rows].float()
+                value, gz = value * w, gz.mul_(w.unsqueeze(1))
             total += value.sum()
             if grad_h is not None:
                 grad_h[rows] = gz.to(s_weight.dtype) @ s_weight
@@ -138,7 +141,7 @@ class _ChunkedDivergence(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         out = [None if g is None else (g * grad_out).to(dt) for g, dt in zip(ctx.grads, ctx.dtypes)]
         ctx.grads = None
-        return (*out[:2], out[2], None, None, None, None, None, None, None)
+        return (*out[:2], out[2], None, None, None, None, None, None, None, None)
 
 
 def _weight_and_bias(head: nn.Linear | Tensor) -> tuple[Tensor, Tensor | None]:
@@ -152,7 +155,7 @@ def _weight_and_bias(head: nn.Linear | Tensor) -> tuple[Tensor, Tensor | None]:
 def chunked_divergence(student_hidden: Tensor, student_head: nn.Linear | Tensor, teacher_hidden: Tensor,
                        teacher_head: nn.Linear | Tensor, mask: Tensor | None = None, kind: Kind = "reverse_kl",
                        beta: float = 0.5, chunk_size: int | None = None,
-                       denom: float | Tensor | None = None) -> Tensor:
+                       denom: float | Tensor | None = None, weights: Tensor | None = None) -> Tensor:
     """Token-mean divergence between ``head_S(h_S)`` and ``head_T(h_T)`` without ``[N, V]`` logits.
 
     ``student_hidden [N, Ds]``, ``teacher_hidden [N, Dt]`` (flatten ``[B, T, D]`` first), heads
@@ -161,7 +164,8 @@ def chunked_divergence(student_hidden: Tensor, student_head: nn.Linear | Tensor,
     ``KL(p || q)``, ``jsd`` (generalized, ``beta`` as :func:`~kdlib.losses.divergences.generalized_jsd`).
     Gradients flow to the student hidden states, weight and bias; the teacher gets none.
     ``denom`` as :func:`~kdlib.losses.divergences.reduce_tokens` (global token count), divided
-    once at the end; ``chunk_size`` rows per chunk (``None``: :data:`DEFAULT_CHUNK_SIZE`).
+    once at the end; ``chunk_size`` rows per chunk (``None``: :data:`DEFAULT_CHUNK_SIZE`);
+    ``weights [N]`` (detached) multiply each row's divergence (MiniLLM's weighted single step).
     """
     s_weight, s_bias = _weight_and_bias(student_head)
     t_weight, t_bias = _weight_and_bias(teacher_head)
@@ -181,10 +185,12 @@ def chunked_divergence(student_hidden: Tensor, student_head: nn.Linear | Tensor,
             raise ValueError(f"mask must be [N] = [{student_hidden.shape[0]}], got {tuple(mask.shape)}")
         keep = mask.bool().nonzero().squeeze(1)
         student_hidden, teacher_hidden = student_hidden[keep], teacher_hidden[keep]
+        weights = None if weights is None else weights[keep]
     count = torch.tensor(float(student_hidden.shape[0])) if denom is None else torch.as_tensor(denom)
     t_bias = None if t_bias is None else t_bias.detach()
     return _ChunkedDivergence.apply(student_hidden, s_weight, s_bias, teacher_hidden.detach(), t_weight.detach(),
-                                    t_bias, count.to(student_hidden.device), kind, beta, chunk)
+                                    t_bias, count.to(student_hidden.device), kind, beta, chunk,
+                                    None if weights is None else weights.detach())
 
 
 def chunked_reverse_kl(student_hidden: Tensor, student_head: nn.Linear | Tensor, teacher_hidden: Tensor,

@@ -72,6 +72,7 @@ class TrainConfig:
     pt_batch_size: int = 0  # D_PT sequences per global step; 0 = batch_size
     divergence: str = "reverse_kl"  # paper's single-step term: reverse_kl (Eq. 8), or jsd / forward_kl (GKD)
     jsd_beta: float = 0.5  # beta of the generalized JSD when divergence is jsd
+    ppo_epochs: int = 1  # updates per batch of rollouts (``paper``; MiniLLM: 4)
 
     def __post_init__(self) -> None:
         problems = []
@@ -102,6 +103,8 @@ class TrainConfig:
             problems.append(f"dtype {self.dtype!r} must be float32 or bfloat16")
         if self.divergence not in DIVERGENCES or not 0.0 < self.jsd_beta < 1.0:
             problems.append(f"divergence must be one of {', '.join(DIVERGENCES)} and jsd_beta in (0, 1)")
+        if self.ppo_epochs < 1 or (self.ppo_epochs > 1 and self.method != "paper"):
+            problems.append(f"ppo_epochs must be >= 1, and > 1 only for the paper method (got {self.ppo_epochs})")
         if self.ablate >= {"align", "single", "long", "lm"}:
             problems.append("every term of paper is ablated: nothing to optimise")
         if problems:
@@ -109,17 +112,18 @@ class TrainConfig:
 
     @classmethod
     def from_profile(cls, profile: Profile, method: str, ablate: Iterable[str] = (), role: str = "student",
-                     seed: int = 0, progress: bool = True, **changes: Any) -> "TrainConfig":
+                     seed: int = 0, progress: bool = True, form: str = "code", **changes: Any) -> "TrainConfig":
         """The run of ``method`` at ``profile``.
 
         SFT takes ``train.sft_steps`` at ``train.lr``, distillation ``train.kd_steps`` at ``train.kd_lr``;
-        ``changes`` override any field.
+        ``form`` is the MiniLLM estimator of ``paper`` (:class:`~kdlib.losses.minillm.MiniLLMConfig`:
+        ``code``, ``paper`` or ``unbiased``); ``changes`` override any field.
         """
         t = profile.train
         ablated = frozenset(ablate)
         sft = method == "sft"
-        minillm = MiniLLMConfig(mix_alpha=0.0 if "teacher_mix" in ablated else t.mix_alpha,
-                                length_norm="length_norm" not in ablated)
+        minillm = MiniLLMConfig(form=form, mix_alpha=0.0 if "teacher_mix" in ablated else t.mix_alpha,  # type: ignore[arg-type]
+                                length_norm=False if "length_norm" in ablated else None)
         base = cls(method=method, role=role, steps=t.sft_steps if sft else t.kd_steps, batch_size=t.batch_size,
                    lr=t.lr if sft else t.kd_lr, warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
                    grad_clip=t.grad_clip, max_length=profile.data.max_length, seed=seed,
@@ -138,7 +142,7 @@ class TrainConfig:
     @property
     def run_name(self) -> str:
         """Folder and model name of this run (:func:`run_name`)."""
-        return run_name(self.method, self.ablate, self.role)
+        return run_name(self.method, self.ablate, self.role, self.minillm.form, self.ppo_epochs)
 
     @property
     def effective_pt_batch_size(self) -> int:
@@ -150,9 +154,12 @@ class TrainConfig:
         return d
 
 
-def run_name(method: str, ablate: Iterable[str] = (), role: str = "student") -> str:
+def run_name(method: str, ablate: Iterable[str] = (), role: str = "student", form: str = "code",
+             ppo_epochs: int = 1) -> str:
     """The one name of a run, its model folder and its results: ``teacher``, ``student_sft``,
-    ``student_kd`` (``paper``), ``student_kd-no_<term>...`` (``paper`` with ``ablate``), ``student_<method>``."""
+    ``student_kd`` (``paper``), ``student_kd-no_<term>...`` (``paper`` with ``ablate``), ``student_<method>``;
+    a MiniLLM ``form`` other than ``code`` and ``ppo_epochs > 1`` add ``_<form>`` and ``_ppo<n>``
+    after ``student_kd``."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     unknown = set(ablate) - set(ABLATIONS)
@@ -161,7 +168,8 @@ def run_name(method: str, ablate: Iterable[str] = (), role: str = "student") -> 
     if method == "sft":
         return "teacher" if role == "teacher" else "student_sft"
     if method == "paper":
-        return "student_kd" + "".join(f"-no_{a}" for a in sorted(ablate))
+        variant = ("" if form == "code" else f"_{form}") + ("" if ppo_epochs == 1 else f"_ppo{ppo_epochs}")
+        return "student_kd" + variant + "".join(f"-no_{a}" for a in sorted(ablate))
     return f"student_{method}"
 
 

@@ -14,7 +14,12 @@ One ``paper`` step, as Table 1 lists it:
 The other methods (``forward_kl``, ``reverse_kl``, ``align_kd``, ``switch_kd``) train on the
 ground-truth responses, without sampling. The teacher is frozen and in eval mode; the student
 starts from its SFT baseline and trains as the profile says (LoRA or full; vision tower frozen).
-Each rollout is used for one update (Table 1); LMOps reuses rollouts for 4 PPO epochs.
+With ``ppo_epochs = n`` (LMOps: 4) each batch of rollouts serves ``n`` consecutive updates:
+steps ``k n .. k n + n - 1`` reuse the rollouts of prompt batch ``k`` with their rollout-time
+log-probs, weights and advantages, so from the second update on the PPO ratio
+``q_theta / q_old`` moves away from 1 and the clip acts (``clip_frac`` in the metrics); each
+update draws a fresh ``D_PT`` batch. ``n = 1`` is Table 1's one update per rollout. A run
+resumed in the middle of a group samples that group's rollouts again from the current student.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ class RolloutTask:
         self.suppressed = [i for i in tokenizer.all_special_ids if i != tokenizer.eos_token_id]
         self.pt_order = (BatchOrder(len(self.pt_texts), cfg.effective_pt_batch_size, cfg.seed + 1)
                          if self.use_pt else None)
+        self._reused: tuple[int, list[dict[str, Any]]] | None = None  # (rollout group, its micro-batches)
 
     def _rollouts(self, step: int, prompts: dict[str, Tensor]) -> list[tuple[slice, Rollout]]:
         cfg, acc = self.cfg, self.accelerator
@@ -94,17 +100,20 @@ class RolloutTask:
         bounds = torch.tensor_split(torch.arange(len(texts)), parts)
         return [{f"pt_{k}": v[idx] for k, v in batch.items()} for idx in bounds]
 
-    def micro_batches(self, step: int) -> list[dict[str, Any]]:
+    def _rollout_micros(self, group: int) -> list[dict[str, Any]]:
+        """The rollout part of the micro-batches of rollout group ``group`` (sampled once, then reused)."""
+        if self._reused is not None and self._reused[0] == group:
+            return [dict(m) for m in self._reused[1]]
         cfg, acc = self.cfg, self.accelerator
-        chosen = local_block([self.records[i] for i in self.order.indices(step)], acc)
+        chosen = local_block([self.records[i] for i in self.order.indices(group)], acc)
         prompts = to_device(self.prompts(chosen), acc.device)
-        rollouts = self._rollouts(step, prompts)
+        rollouts = self._rollouts(group, prompts)
         adv = self._advantages(rollouts)
         world = acc.num_processes
         resp_denom = global_count(sum(r.mask.sum() for _, r in rollouts), acc) / world
         micros = []
         for rows, r in rollouts:
-            weights = importance_weights(r.old_logprobs, r.teacher_logprobs, r.mask, cfg.minillm)
+            weights = importance_weights(r.old_logprobs, r.mix_logprobs, r.mask, cfg.minillm)
             micros.append({"prompt_ids": r.prompt_ids, "prompt_mask": r.prompt_mask, "tokens": r.tokens,
                            "mask": r.mask, "old_logprobs": r.old_logprobs, "weights": weights,
                            "advantages": adv[rows, :r.tokens.shape[1]],
@@ -112,7 +121,13 @@ class RolloutTask:
                            "num_tokens": int(r.attention_mask.sum()), "num_generated": int(r.mask.sum())})
             if "pixel_values" in prompts:
                 micros[-1]["pixel_values"] = prompts["pixel_values"][rows]
+        self._reused = (group, micros)
+        return [dict(m) for m in micros]
+
+    def micro_batches(self, step: int) -> list[dict[str, Any]]:
+        micros = self._rollout_micros(step // self.cfg.ppo_epochs)
         if self.use_pt:
+            acc, world = self.accelerator, self.accelerator.num_processes
             chunks = self._pt_chunks(step, len(micros))
             pt_denom = global_count(sum((c["pt_labels"][:, 1:] != -100).sum() for c in chunks), acc) / world
             for micro, chunk in zip(micros, chunks):

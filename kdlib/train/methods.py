@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from kdlib.losses import (HeadMap, WidthMap, attention_mse, chunked_divergence, dbild, enhanced_projector_mse,
-                          pg_loss, projector_mse, visual_switch_inputs)
+from kdlib.losses import (HeadMap, WidthMap, attention_mse, chunked_divergence, clip_fraction, dbild,
+                          enhanced_projector_mse, pg_loss, projector_mse, single_step_weights, visual_switch_inputs)
 from kdlib.losses.chunked import DEFAULT_CHUNK_SIZE
 from kdlib.train.config import TrainConfig
 from kdlib.train.forward import (features, output_head, response_rows, shift_for_labels,
@@ -41,6 +41,8 @@ class Objective(nn.Module):
     """Base: the student, a reference to the frozen teacher, the chunk size of the head losses."""
 
     weights: dict[str, float] = {}
+    #: terms reported but not optimised (detached statistics)
+    reported: frozenset[str] = frozenset({"clip_frac"})
 
     def __init__(self, student: nn.Module, teacher: nn.Module | None, cfg: TrainConfig) -> None:
         super().__init__()
@@ -61,7 +63,7 @@ class Objective(nn.Module):
 
     def forward(self, micro: dict[str, Any]) -> dict[str, Tensor]:
         terms = self.terms(micro)
-        loss = sum(self.weights.get(name, 1.0) * value for name, value in terms.items())
+        loss = sum(self.weights.get(name, 1.0) * value for name, value in terms.items() if name not in self.reported)
         return {"loss": loss, **terms}
 
     def ce(self, hidden: Tensor, labels: Tensor, denom: float) -> Tensor:
@@ -133,13 +135,17 @@ class PaperObjective(Objective):
             out["align"] = projector_mse(fs.visual, ft.visual, self.width_map) * m["share"]
         rows = response_rows(fs.hidden, plen, resp)
         if "single" in self.on:
+            weights = single_step_weights(m["weights"], self.cfg.minillm)[resp]
             out["single"] = chunked_divergence(rows, output_head(self.student), response_rows(ft.hidden, plen, resp),
                                                output_head(self.teacher), kind=self.cfg.divergence,
-                                               beta=self.cfg.jsd_beta, chunk_size=self.chunk, denom=m["resp_denom"])
+                                               beta=self.cfg.jsd_beta, chunk_size=self.chunk, denom=m["resp_denom"],
+                                               weights=weights)
         if "long" in self.on:
             logprobs = token_logprobs_chunked(rows, output_head(self.student), m["tokens"][resp], self.chunk)
-            out["long"] = pg_loss(logprobs, m["old_logprobs"][resp], m["advantages"][resp], m["weights"][resp],
-                                  torch.ones_like(logprobs), self.cfg.minillm, denom=m["resp_denom"])
+            args = (logprobs, m["old_logprobs"][resp], m["advantages"][resp], m["weights"][resp],
+                    torch.ones_like(logprobs), self.cfg.minillm)
+            out["long"] = pg_loss(*args, denom=m["resp_denom"])
+            out["clip_frac"] = clip_fraction(*args) / m["resp_denom"]
         return out
 
     def _lm_term(self, m: dict[str, Any]) -> Tensor:

@@ -81,3 +81,15 @@ def test_bad_inputs_are_clear_errors() -> None:
         chunked_divergence(hs, head, ht, wt[:-1], mask)
     with pytest.raises(ValueError, match="unknown divergence"):
         chunked_divergence(hs, head, ht, wt, mask, "tv")  # type: ignore[arg-type]
+
+
+def test_row_weights_match_the_weighted_single_step_loss() -> None:
+    from kdlib.losses.minillm import single_step_loss
+    torch.manual_seed(3)
+    hs, ws, ht, wt = torch.randn(6, 4, requires_grad=True), torch.randn(9, 4), torch.randn(6, 5), torch.randn(9, 5)
+    w = torch.rand(6) + 0.5
+    got = chunked_divergence(hs, ws, ht, wt, chunk_size=4, denom=3, weights=w)
+    want = single_step_loss((hs @ ws.T)[None], (ht @ wt.T)[None], torch.ones(1, 6, dtype=torch.bool), denom=3,
+                            weights=w[None])
+    (g1,), (g2,) = torch.autograd.grad(got, hs), torch.autograd.grad(want, hs)
+    assert torch.allclose(got, want, atol=1e-5) and torch.allclose(g1, g2, atol=1e-5)

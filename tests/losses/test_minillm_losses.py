@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from kdlib.losses.minillm import (
     MiniLLMConfig,
+    clip_fraction,
     importance_weights,
     lm_loss,
     pg_loss,
@@ -27,6 +28,12 @@ def test_config_derives_switches_from_form_and_validates() -> None:
     assert (code.gamma, code.whiten, code.include_current_reward, code.reward_scale) == (0.95, True, True, 0.5)
     assert (paper.gamma, paper.whiten, paper.include_current_reward, paper.reward_scale) == (1.0, False, False, 1.0)
     assert MiniLLMConfig(form="paper", gamma=0.9).gamma == 0.9
+    unbiased = MiniLLMConfig(form="unbiased")
+    assert (unbiased.gamma, unbiased.whiten, unbiased.include_current_reward, unbiased.reward_scale,
+            unbiased.length_norm, unbiased.importance, unbiased.clip_weights) == (1.0, False, False, 1.0, False,
+                                                                                   "sequence", False)
+    with pytest.raises(ValueError, match="importance"):
+        MiniLLMConfig(importance="other")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="clip_ratio"):
         MiniLLMConfig(clip_ratio=1.5)
     with pytest.raises(ValueError, match="form"):
@@ -84,21 +91,25 @@ def test_rewards_scale_clip_and_mask() -> None:
     assert torch.allclose(r, torch.tensor([[-2 * math.log(2), 2 * math.log(2), -50.0, 0.0]]), atol=1e-5)
 
 
-def test_importance_weights_by_hand_in_both_forms() -> None:
+def test_importance_weights_by_hand_in_every_form() -> None:
     q_old = torch.tensor([[0.5, 0.25, 0.8, 0.1]])
     p = torch.tensor([[0.25, 0.5, 0.4, 0.2]])
-    # code: q / (0.8 q + 0.2 p) = .5/.45, .25/.30, .8/.72, .1/.12
-    w = importance_weights(q_old.log(), p.log(), FULL, MiniLLMConfig(mix_alpha=0.2))
+    mix = (0.8 * q_old + 0.2 * p).log()
+    # token: q / (0.8 q + 0.2 p) = .5/.45, .25/.30, .8/.72, .1/.12
+    w = importance_weights(q_old.log(), mix, FULL, MiniLLMConfig(mix_alpha=0.2))
     assert torch.allclose(w, torch.tensor([[10 / 9, 5 / 6, 10 / 9, 5 / 6]]), atol=1e-6)
-    no_mix = importance_weights(q_old.log(), p.log(), FULL, MiniLLMConfig(mix_alpha=0.0))
-    assert torch.allclose(no_mix, torch.ones(1, 4))
-    # paper: running product of q / p = 2, 0.5, 2, 0.5 -> 2, 1, 2, 1
-    wp = importance_weights(q_old.log(), p.log(), FULL, MiniLLMConfig(form="paper"))
-    assert torch.allclose(wp, torch.tensor([[2.0, 1.0, 2.0, 1.0]]), atol=1e-6)
-    # masked tokens are skipped by the product and get weight 1
+    for form in ("code", "paper", "unbiased"):  # drawn from q itself: every weight is 1
+        assert torch.allclose(importance_weights(q_old.log(), q_old.log(), FULL, MiniLLMConfig(form=form)),
+                              torch.ones(1, 4))
+    # prefix (paper, Eq. 9 against the sampler): running product 10/9, 25/27, 250/243, 625/729
+    wp = importance_weights(q_old.log(), mix, FULL, MiniLLMConfig(form="paper"))
+    assert torch.allclose(wp, torch.tensor([[10 / 9, 25 / 27, 250 / 243, 625 / 729]]), atol=1e-6)
+    # sequence (unbiased): the whole product on every token; masked tokens skipped and weighted 1
     mask = torch.tensor([[1, 0, 1, 1]], dtype=torch.bool)
-    wm = importance_weights(q_old.log(), p.log(), mask, MiniLLMConfig(form="paper"))
-    assert torch.allclose(wm, torch.tensor([[2.0, 1.0, 4.0, 2.0]]), atol=1e-6)
+    ws = importance_weights(q_old.log(), mix, mask, MiniLLMConfig(form="unbiased"))
+    assert torch.allclose(ws, torch.tensor([[250 / 243, 1.0, 250 / 243, 250 / 243]]), atol=1e-6)
+    wm = importance_weights(q_old.log(), mix, mask, MiniLLMConfig(form="paper"))
+    assert torch.allclose(wm, torch.tensor([[10 / 9, 1.0, 100 / 81, 250 / 243]]), atol=1e-6)
 
 
 def test_pg_loss_clip_by_hand() -> None:
@@ -114,6 +125,28 @@ def test_pg_loss_clip_by_hand() -> None:
     loss = pg_loss(lp, torch.zeros(1, 2), adv, torch.tensor([[1.1, 0.9]]), mask, cfg)
     (g,) = torch.autograd.grad(loss, lp)
     assert torch.allclose(g, torch.tensor([[-1.1 / 2, 0.9 / 2]]))
+    assert clip_fraction(lp, torch.zeros(1, 2), adv, torch.tensor([[1.5, 0.5]]), mask, cfg) == 2
+
+
+def test_weights_outside_the_clip_are_never_trimmed_at_the_rollout_parameters() -> None:
+    cfg = MiniLLMConfig(form="unbiased")
+    lp = torch.zeros(1, 2, requires_grad=True)
+    adv, mask, w = torch.tensor([[1.0, -1.0]]), torch.ones(1, 2, dtype=torch.bool), torch.tensor([[1.5, 0.5]])
+    (g,) = torch.autograd.grad(pg_loss(lp, torch.zeros(1, 2), adv, w, mask, cfg), lp)
+    assert torch.allclose(g, torch.tensor([[-1.5 / 2, 0.5 / 2]]))
+    assert clip_fraction(lp, torch.zeros(1, 2), adv, w, mask, cfg) == 0
+    # after the policy moved past 1 + eps in the advantage's direction, the clip stops the gradient
+    moved = torch.tensor([[0.3, -0.3]], requires_grad=True)
+    (g,) = torch.autograd.grad(pg_loss(moved, torch.zeros(1, 2), adv, w, mask, cfg), moved)
+    assert (g == 0).all() and clip_fraction(moved, torch.zeros(1, 2), adv, w, mask, cfg) == 2
+
+
+def test_weighted_single_step_is_the_weighted_token_mean() -> None:
+    torch.manual_seed(2)
+    z, t = torch.randn(2, 3, 5), torch.randn(2, 3, 5)
+    mask, w = torch.tensor([[1, 1, 0], [1, 0, 1]], dtype=torch.bool), torch.rand(2, 3) + 0.5
+    per_token = (z.softmax(-1) * (z.log_softmax(-1) - t.log_softmax(-1))).sum(-1)
+    assert torch.allclose(single_step_loss(z, t, mask, weights=w), (w * per_token)[mask].sum() / 4, atol=1e-6)
 
 
 def test_single_step_gradient_is_the_exact_policy_gradient() -> None:

@@ -84,3 +84,14 @@ def test_a_field_added_after_a_run_was_saved_reads_as_its_default():
     del saved["train"]["divergence"]
     assert changed_fields(saved, cfg, TINY) == []
     assert changed_fields(saved, TrainConfig.from_profile(TINY, "paper", divergence="jsd"), TINY) == ["train.divergence"]
+
+
+def test_minillm_form_and_ppo_epochs_name_the_run():
+    profile = get_profile("tiny")
+    cfg = TrainConfig.from_profile(profile, "paper", form="unbiased", ppo_epochs=4)
+    assert cfg.minillm.importance == "sequence" and not cfg.minillm.length_norm
+    assert cfg.run_name == "student_kd_unbiased_ppo4"
+    assert TrainConfig.from_profile(profile, "paper").run_name == "student_kd"
+    assert not TrainConfig.from_profile(profile, "paper", ablate=["length_norm"]).minillm.length_norm
+    with pytest.raises(ValueError, match="ppo_epochs"):
+        TrainConfig.from_profile(profile, "forward_kl", ppo_epochs=2)
