@@ -26,7 +26,7 @@ from kdlib.commands.profiles import add_profile_args, add_run_args, profile_from
 from kdlib.paths import REPO_ROOT, resolve_data_root
 
 BOOK_FILES = ("_config.yml", "_toc.yml", "references.bib")
-BOOK_DIRS = ("book",)
+BOOK_DIRS = ("book", "_static")  # _static: the offline MathJax and the book's CSS
 KERNEL_HELP = "register it once with: python -m ipykernel install --user --name kdlib"
 
 
@@ -91,7 +91,7 @@ def execute(nb: Path, stage: Path, params: dict, kernel: str, timeout: int | Non
 
 
 def stage_book(stage: Path) -> None:
-    """Copy the book's own files (config, toc, markdown pages) into the staging folder."""
+    """Copy the book's own files (config, toc, markdown pages, static files) into the staging folder."""
     stage.mkdir(parents=True, exist_ok=True)
     for name in BOOK_FILES:
         if (REPO_ROOT / name).exists():
