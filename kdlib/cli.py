@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
+from kdlib import __version__
 from kdlib.errors import UserError
 
 COMMANDS = {
@@ -32,6 +34,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         description="Knowledge distillation of remote-sensing multimodal LLMs "
         "(GeoChat-13B -> GeoChat-7B): train, evaluate, score and reproduce the book.",
     )
+    parser.add_argument("--version", action="version", version=f"kdlib {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     modules = [COMMANDS[only]] if only in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
     for name in modules:
@@ -47,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, FileNotFoundError, ValueError) as err:
         print(f"kdlib {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader stopped early (`kdlib profiles | head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
 
 
 if __name__ == "__main__":
