@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -69,9 +70,11 @@ class NotebookRun:
     seconds: float
 
 
-def execute(nb: Path, stage: Path, params: dict, kernel: str, timeout: int | None) -> NotebookRun:
+def execute(nb: Path, stage: Path, params: dict, kernel: str, timeout: int | None,
+            progress: bool = False) -> NotebookRun:
     """Run one notebook into ``stage/nb`` (``timeout``: seconds per cell, None for no limit); on failure
-    raise :class:`UserError` naming the cell."""
+    raise :class:`UserError` naming the cell. ``progress``: papermill's bar over the cells and the
+    cells' own output (training and evaluation bars) echoed to the terminal as they run."""
     import papermill as pm
 
     src, dst = REPO_ROOT / nb, stage / nb
@@ -80,7 +83,8 @@ def execute(nb: Path, stage: Path, params: dict, kernel: str, timeout: int | Non
     start = time.perf_counter()
     try:
         pm.execute_notebook(str(src), str(tmp), parameters=params, kernel_name=kernel, cwd=str(dst.parent),
-                            progress_bar=False, execution_timeout=timeout)
+                            progress_bar=progress, log_output=progress,
+                            execution_timeout=timeout)
     except pm.PapermillExecutionError as err:
         failed = dst.with_name(dst.stem + ".failed.ipynb")
         tmp.replace(failed)
@@ -114,7 +118,8 @@ def build_book(stage: Path) -> Path:
 
 
 def reproduce(profile_name: str, overrides: dict, data_root: str | None, out: Path, seed: int, device: str,
-              kernel: str, timeout: int | None, build: bool = True, only: list[str] | None = None) -> Path:
+              kernel: str, timeout: int | None, build: bool = True, only: list[str] | None = None,
+              progress: bool = False) -> Path:
     """Execute the book's notebooks and build it; returns the HTML folder (or the staging folder)."""
     root = resolve_data_root(data_root)  # fails first, before anything is written
     check_kernel(kernel)
@@ -127,11 +132,14 @@ def reproduce(profile_name: str, overrides: dict, data_root: str | None, out: Pa
     stage = out / "book"
     stage_book(stage)
     params = {"profile": profile_name, "data_root": str(root), "out_dir": str(out), "seed": seed,
-              "device": device, "progress": False, "overrides": overrides}
+              "device": device, "progress": progress, "overrides": overrides}
+    if progress:  # papermill echoes the cells' output through its logger
+        logging.getLogger("papermill").addHandler(logging.StreamHandler(sys.stderr))
+        logging.getLogger("papermill").setLevel(logging.INFO)
     runs = []
     for i, nb in enumerate(notebooks, 1):
-        print(f"[{i}/{len(notebooks)}] {nb} ...", end=" ", flush=True)
-        runs.append(execute(nb, stage, params, kernel, timeout))
+        print(f"[{i}/{len(notebooks)}] {nb} ...", end="\n" if progress else " ", flush=True)
+        runs.append(execute(nb, stage, params, kernel, timeout, progress))
         print(f"done in {runs[-1].seconds:.1f} s", flush=True)
     (out / "timings.json").write_text(json.dumps({str(r.notebook): round(r.seconds, 1) for r in runs}, indent=2))
     print(f"executed {len(runs)} notebooks in {sum(r.seconds for r in runs):.0f} s")
@@ -161,6 +169,9 @@ def add_parser(sub) -> None:
                    help="seconds per cell (default: no limit; at small a training cell runs for about an hour on a CPU)")
     p.add_argument("--only", nargs="+", metavar="NAME", help="run only these notebooks (stems), skip the build")
     p.add_argument("--no-build", action="store_true", help="execute the notebooks but do not build the book")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty(),
+                   help="show the notebook's cells and its training/evaluation bars as they run "
+                   "(default: on at a terminal)")
     p.set_defaults(func=run)
 
 
@@ -168,5 +179,6 @@ def run(args: argparse.Namespace) -> int:
     profile = profile_from_args(args)  # validates the overrides before anything runs
     out = Path(args.out) if args.out else REPO_ROOT / "runs" / profile.name
     reproduce(profile.name, dict(kv.split("=", 1) for kv in args.overrides), args.data_root or None, out, args.seed,
-              args.device, args.kernel, args.timeout, build=not (args.no_build or args.only), only=args.only)
+              args.device, args.kernel, args.timeout, build=not (args.no_build or args.only), only=args.only,
+              progress=args.progress)
     return 0
