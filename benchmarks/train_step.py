@@ -73,18 +73,21 @@ def train_case(method: str, args: argparse.Namespace, device: torch.device) -> d
     from kdlib.data.pretrain import pretrain_texts
     from kdlib.train.distill import distill
     from kdlib.train.metrics_log import read_metrics
+    from kdlib.train.config import TrainConfig
     from kdlib.train.sft import train_sft
 
     profile = get_profile(args.profile, parse_overrides(args.overrides))
     study = load_study(profile, args.data_root or None)
     pair = build_models(profile, study)
-    common = dict(progress=False, device=device, steps=args.steps + 1)
     with tempfile.TemporaryDirectory() as tmp, PeakMemory(device) as mem:
         if method == "sft":
-            result = train_sft(pair.student, pair.tokenizer, pair.image_processor, study, profile, Path(tmp), **common)
+            cfg = TrainConfig.from_profile(profile, "sft", progress=False, steps=args.steps + 1)
+            result = train_sft(pair.student, pair.tokenizer, pair.image_processor, study, cfg, profile, Path(tmp),
+                               device=device)
         else:
-            result = distill(pair.student, pair.teacher, pair.tokenizer, pair.image_processor, study, profile,
-                             "paper", Path(tmp), pt_texts=pretrain_texts(profile, args.data_root or None), **common)
+            cfg = TrainConfig.from_profile(profile, "paper", progress=False, steps=args.steps + 1)
+            result = distill(pair.student, pair.teacher, pair.tokenizer, pair.image_processor, study, cfg, profile,
+                             Path(tmp), pt_texts=pretrain_texts(profile, args.data_root or None), device=device)
         timed = read_metrics(result.metrics)[1:]
     return {"tokens_per_s": statistics.median(r["tokens"] / r["step_s"] for r in timed),
             "tokens_per_cpu_s": statistics.median(r["tokens"] / r["cpu_s"] for r in timed),
@@ -93,7 +96,7 @@ def train_case(method: str, args: argparse.Namespace, device: torch.device) -> d
 
 def sampling_case(kind: str, args: argparse.Namespace, device: torch.device) -> dict[str, float]:
     from kdlib.sampling import mixed_sample
-    from kdlib.train.sft import train_collator
+    from kdlib.train.harness import train_collator
 
     profile = get_profile(args.profile, parse_overrides(args.overrides))
     study = load_study(profile, args.data_root or None)

@@ -1,6 +1,6 @@
-"""The ``kdlib`` command line: one sub-command per module, each with its own ``--help``.
+"""The ``kdlib`` command line: one sub-command per module of :mod:`kdlib.commands`, each with its own ``--help``.
 
-Every module named in ``COMMANDS`` provides ``add_parser(subparsers)``, which registers its
+Every module named in ``COMMANDS`` (thin adapters: arguments in, a library call, output) provides ``add_parser(subparsers)``, which registers its
 sub-command and sets ``func`` (a callable taking the parsed ``argparse.Namespace`` and
 returning an exit code).
 """
@@ -17,12 +17,12 @@ from kdlib.errors import UserError
 
 COMMANDS = {
     "profiles": "kdlib.commands.profiles",
-    "reproduce": "kdlib.reproduce",
-    "train": "kdlib.train.cli",
-    "evaluate": "kdlib.evaluate.runner",
-    "score": "kdlib.evaluate.score",
-    "efficiency": "kdlib.models.commands",
-    "convert-geochat": "kdlib.models.commands",
+    "reproduce": "kdlib.commands.reproduce",
+    "train": "kdlib.commands.train",
+    "evaluate": "kdlib.commands.evaluate",
+    "score": "kdlib.commands.score",
+    "efficiency": "kdlib.commands.models",
+    "convert-geochat": "kdlib.commands.models",
 }
 """Sub-command -> the module that registers it (a module may register several)."""
 

@@ -212,7 +212,7 @@ def ratio_bars(ratios: Mapping[str, Mapping[str, float]]) -> Figure:
 
 
 def seed_panels(table: pd.DataFrame) -> Figure:
-    """One panel per task of :func:`kdlib.evaluate.seeds.seed_table`: each model's mean over seeds as a
+    """One panel per task of :func:`kdlib.chapters.seeds.seed_table`: each model's mean over seeds as a
     bar with its 95% interval (no bar for one seed), the paper's value as a red cross."""
     tasks = list(dict.fromkeys(table.index.get_level_values("task")))
     fig, axes = subplots(1, len(tasks), figsize=(2.6 * len(tasks), 3.2), squeeze=False, layout="constrained")

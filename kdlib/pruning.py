@@ -1,4 +1,4 @@
-"""Visual-token reduction of GeoLLaVA-8K (seed 002; code MiliLab/GeoLLaVA-8K, methods.md §6).
+"""Visual-token reduction of GeoLLaVA-8K (arXiv 2505.21375; code MiliLab/GeoLLaVA-8K, ``docs/methods.md`` §6).
 
 Remote-sensing images are mostly background (sea, forest, fields). GeoLLaVA-8K shrinks each
 tile's ``24 x 24 = 576`` CLIP tokens to 24 in two steps:

@@ -5,7 +5,6 @@
   the Fig. 2 profile of saved models and whether its first and last layers stand out.
 - :mod:`~kdlib.analysis.latency`: measured latency and peak memory of a model.
 - :mod:`~kdlib.analysis.efficiency`: Table 8 at two profiles side by side, measured cost of saved models.
-- :mod:`~kdlib.analysis.related`: Align-KD, Switch-KD and forward-KL students trained like the paper's recipe.
 - :mod:`~kdlib.analysis.pruning_eval`: a model fed fewer visual tokens (GeoLLaVA-8K) and its evaluation.
 
 Import from the sub-modules; the package itself exports only the similarity measures (torch only).

@@ -54,13 +54,14 @@ def printed_ratios(result: dict[str, Any]) -> dict[str, float]:
 
 
 def measure_models(folders: dict[str, Path], records: Sequence[Record], device: torch.device,
-                   dtype: str | None = None, new_tokens: int = 16, repeats: int = 5) -> dict[str, dict[str, Any]]:
-    """``{name: measure_latency(...)}`` of each saved model, loaded on ``device`` one at a time."""
-    from kdlib.evaluate.runner import load_model_dir
+                   train_dtype: str = "float32", new_tokens: int = 16, repeats: int = 5) -> dict[str, dict[str, Any]]:
+    """``{name: measure_latency(...)}`` of each saved model, loaded on ``device`` one at a time
+    (:func:`kdlib.models.io.load_for_inference`; ``train_dtype`` is the profile's)."""
+    from kdlib.models.io import load_for_inference
 
     results = {}
     for name, folder in folders.items():
-        mllm = load_model_dir(folder, device, dtype)
+        mllm = load_for_inference(folder, device, train_dtype)
         results[name] = measure_latency(mllm, records, new_tokens=new_tokens, repeats=repeats)
         del mllm
         gc.collect()

@@ -30,7 +30,7 @@ from kdlib.data.collate import Collator
 from kdlib.data.records import Record
 from kdlib.models.feature_cache import data_processor
 from kdlib.models.features import mllm_forward, num_image_tokens
-from kdlib.models.io import load_mllm
+from kdlib.models.io import load_for_inference
 from kdlib.models.lora import unwrap
 
 Tensor = torch.Tensor
@@ -142,13 +142,15 @@ def batched_profile(model: Any, batches: Iterable[dict[str, Tensor]],
 
 
 def model_profiles(model_dirs: dict[str, Path], records: Sequence[Record], max_length: int,
-                   device: torch.device | str = "cpu", batch_size: int = 4) -> dict[str, dict[str, list[float]]]:
+                   device: torch.device | str = "cpu", batch_size: int = 4,
+                   train_dtype: str = "float32") -> dict[str, dict[str, list[float]]]:
     """The Fig. 2 profile of each saved model on ``records`` (prompt + reference answer, the training
     collator's layout: right padding, ``N`` image tokens after the system prompt), ``batch_size``
-    records per forward (:func:`batched_profile`); models are loaded one at a time."""
+    records per forward (:func:`batched_profile`); models are loaded one at a time
+    (:func:`kdlib.models.io.load_for_inference`; ``train_dtype`` is the profile's)."""
     profiles = {}
     for name, folder in model_dirs.items():
-        mllm = load_mllm(folder, device=device)
+        mllm = load_for_inference(folder, device, train_dtype)
         processor = data_processor(mllm.model, mllm.image_processor)
         collate = Collator(mllm.tokenizer, processor, num_image_tokens(mllm.model), max_length)
         batches = (collate(list(records[i:i + batch_size])) for i in range(0, len(records), batch_size))
@@ -199,7 +201,7 @@ def ends_verdicts(profiles: dict[str, dict[str, list[float]]]) -> pd.DataFrame:
 
 ALIGN_KD_FIG2 = {"adjacent_cosine": {"middle": (0.8, 0.9), "ends": (0.3, 0.5)},
                  "vision_text_distance": {"middle": (0.1, 0.2), "ends": (0.6, 0.8)}}
-"""Ranges read from Align-KD's description of its Fig. 2 (MobileVLM V2; seed 003): (a) middle layers
+"""Ranges read from Align-KD's description of its Fig. 2 (MobileVLM V2): (a) middle layers
 0.8-0.9, first and last 0.3-0.5; (c) middle 0.2-0.4, ends 1.2-1.6 on a 0-2 scale, halved here to
 the 0-1 scale of :func:`kdlib.analysis.similarity.vision_text_distance`. (b) is drawn on a log
 scale without values in the text."""

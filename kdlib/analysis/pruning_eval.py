@@ -1,7 +1,7 @@
-"""A trained model that sees fewer visual tokens (GeoLLaVA-8K token reduction, seed 002) and its evaluation.
+"""A trained model that sees fewer visual tokens (GeoLLaVA-8K token reduction) and its evaluation.
 
 :class:`PrunedMLLM` wraps a ``LlavaForConditionalGeneration`` so that its LLM receives ``keep``
-of the ``N`` visual tokens of each image, chosen as GeoLLaVA-8K does (``llava_arch.py``, methods.md
+of the ``N`` visual tokens of each image, chosen as GeoLLaVA-8K does (``llava_arch.py``, ``docs/methods.md``
 §6): on the vision features of the selected CLIP layer ``F = [cls; f_1..f_N]`` (before the
 projector),
 
@@ -32,11 +32,13 @@ from typing import Any, Iterable, Iterator
 import torch
 from torch import Tensor, nn
 
+from kdlib.data.study import Study
 from kdlib.models.features import num_image_tokens
 from kdlib.models.io import LoadedMLLM
 from kdlib.models.lora import unwrap
 from kdlib.models.pooling import inner_tower
 from kdlib.pruning import anchored_select, background_prune
+from kdlib.run import RunContext
 
 
 def drop_image_tokens(input_ids: Tensor, image_token_id: int, keep: int, *aligned: Tensor) -> tuple[Tensor, ...]:
@@ -203,13 +205,13 @@ PRUNING_FRACTIONS = (1.0, 0.5, 0.25, 0.125)
 SCENE_TASKS = ("scene_ucmerced", "scene_aid")
 
 
-def pruning_sweep(ctx: Any, model: str = "student_kd", tasks: tuple[str, ...] = SCENE_TASKS,
+def pruning_sweep(ctx: RunContext, model: str = "student_kd", tasks: tuple[str, ...] = SCENE_TASKS,
                   fractions: tuple[float, ...] = PRUNING_FRACTIONS, threshold: float = 0.9,
                   batch_size: int = 16) -> list[dict[str, Any]]:
-    """Scores of ``<out_dir>/models/<model>`` on the test split of ``tasks`` with a share of its visual tokens.
+    """Scores of the run's model ``model`` on the test split of ``tasks`` with a share of its visual tokens.
 
-    ``ctx`` is a :class:`kdlib.book.RunContext`. For each fraction ``f`` the wrapper keeps
-    ``max(1, round(f N))`` tokens; answers go to ``answers/<model>_keep<k>/<task>.jsonl`` (greedy,
+    ``ctx`` is a :class:`kdlib.run.RunContext`. For each fraction ``f`` the wrapper keeps
+    ``max(1, round(f N))`` tokens; answers go to ``ctx.answers_file(<model>_keep<k>, task)`` (greedy,
     the token budget of :func:`kdlib.evaluate.runner.evaluate_study`). Returns one row per
     ``(keep, task)``: ``keep``, ``fraction`` (``keep / N``), ``task``, the task's headline metrics
     (and ``AA`` for scenes), ``answer_nll`` (:func:`answer_nll` of the reference answers), ``n``,
@@ -218,9 +220,9 @@ def pruning_sweep(ctx: Any, model: str = "student_kd", tasks: tuple[str, ...] = 
     ``seconds`` (generation).
     """
     from kdlib.data.study import load_study
-    from kdlib.evaluate.runner import load_model_dir
+    from kdlib.models.io import load_for_inference
 
-    mllm = load_model_dir(ctx.require("models", model, producer="training"), ctx.device)
+    mllm = load_for_inference(ctx.require(ctx.model_dir(model), producer="training"), ctx.device, ctx.profile.dtype)
     study = load_study(ctx.profile, ctx.data_root, ctx.seed)
     n_tokens = num_image_tokens(mllm.model)
     rows = []
@@ -233,12 +235,12 @@ def pruning_sweep(ctx: Any, model: str = "student_kd", tasks: tuple[str, ...] = 
     return rows
 
 
-def _score_pruned(ctx: Any, wrapped: LoadedMLLM, task: str, study: Any, name: str, batch_size: int) -> dict[str, Any]:
+def _score_pruned(ctx: RunContext, wrapped: LoadedMLLM, task: str, study: Study, name: str, batch_size: int) -> dict[str, Any]:
     """One ``(keep, task)`` row of :func:`pruning_sweep` without its first three keys."""
     from kdlib.data.collate import Collator
     from kdlib.evaluate.generate import answer_budget
     from kdlib.evaluate.report import HEADLINE
-    from kdlib.evaluate.runner import answers_path, evaluate_model, score_answers
+    from kdlib.evaluate.runner import evaluate_model, score_answers
     from kdlib.evaluate.tasks import eval_task
 
     pruned, spec = wrapped.model, eval_task(task)
@@ -247,7 +249,7 @@ def _score_pruned(ctx: Any, wrapped: LoadedMLLM, task: str, study: Any, name: st
     nll = answer_nll(pruned, (forced(records[i:i + batch_size]) for i in range(0, len(records), batch_size)))
     budget = answer_budget([r.answer for r in spec.select(study.train)], wrapped.tokenizer)
     pruned.clusters = []
-    run = evaluate_model(wrapped, records, task, answers_path(ctx, name, task), max_new_tokens=budget,
+    run = evaluate_model(wrapped, records, task, ctx.answers_file(name, task), max_new_tokens=budget,
                          batch_size=batch_size, progress=ctx.progress)
     result = score_answers(task, run.path)
     found = pruned.clusters

@@ -1,4 +1,4 @@
-"""Layer-similarity measures of Align-KD's Fig. 2 (a-c) (seed 003, Sec. 3).
+"""Layer-similarity measures of Align-KD's Fig. 2 (a-c) (Align-KD, Sec. 3).
 
 Align-KD finds that in a VLM the first and the last transformer layers change the features
 most, and that the first layer is where vision and text tokens are brought together. Three

@@ -5,26 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from kdlib.profiles import PROFILE_NAMES, get_profile, parse_overrides, profiles_table
-
-
-def add_profile_args(parser: argparse.ArgumentParser, default: str = "tiny") -> None:
-    """``--profile`` and ``--set KEY=VALUE`` overrides, shared by every sub-command that runs a profile."""
-    parser.add_argument("--profile", choices=PROFILE_NAMES, default=default, help="profile to run (default: %(default)s)")
-    parser.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[],
-                        help="override a profile field, e.g. --set train.kd_steps=10 (repeatable)")
-
-
-def add_run_args(parser: argparse.ArgumentParser) -> None:
-    """``--out``, ``--data-root``, ``--seed``, ``--device``: where and how a profile runs (train, evaluate, reproduce)."""
-    parser.add_argument("--out", default="", help="output folder of the profile (default: runs/<profile>)")
-    parser.add_argument("--data-root", default="", help="folder of the real data (default: $KDLIB_DATA or ../shared/data)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
-
-
-def profile_from_args(args: argparse.Namespace):
-    return get_profile(args.profile, parse_overrides(args.overrides))
+from kdlib.profiles import PROFILE_NAMES, get_profile, profiles_table
 
 
 def add_parser(sub) -> None:

@@ -1,4 +1,4 @@
-"""UCM-captions reader (Karpathy-style JSON, MANIFEST 5).
+"""UCM-captions reader (Karpathy-style JSON, ``docs/data.md`` §5).
 
 ``<root>/captions/ucm_captions/dataset_ucm_modified.json``: ``{"images": [{"filename": "1.tif",
 "split": "train"|"val"|"test", "sentences": [{"raw": ...}, x5]}]}``; images through

@@ -1,4 +1,4 @@
-"""DOTA-v1.0 oriented-box reader (the two DOTA devkit examples, MANIFEST 7).
+"""DOTA-v1.0 oriented-box reader (the two DOTA devkit examples, ``docs/data.md`` §7).
 
 ``<root>/grounding/dota_devkit_example/labelTxt/<stem>.txt`` (CRLF): optional header lines
 ``imagesource:...`` and ``gsd:...``, then one object per line

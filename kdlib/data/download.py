@@ -16,13 +16,12 @@ under ``ucmerced/<class>/``).
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from kdlib.data.records import data_error, read_json
+from kdlib.files import atomic_path
 
 _GITHUB = "https://raw.githubusercontent.com"
 
@@ -102,11 +101,8 @@ def download(url: str, dest: Path | str, checksum: str | None = None, timeout: f
         _parse_checksum(checksum)
     if matches(dest, checksum):
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+    with atomic_path(dest) as tmp:
+        with tmp.open("wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             for block in iter(lambda: response.read(1 << 20), b""):
                 out.write(block)
         if checksum is not None:
@@ -114,9 +110,6 @@ def download(url: str, dest: Path | str, checksum: str | None = None, timeout: f
             got = file_digest(tmp, algorithm)
             if got != value:
                 raise ValueError(f"{url}: {algorithm} {got} does not match the expected {value}")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest
 
 

@@ -2,7 +2,7 @@
 
 GeoChat's eval scripts copy the benchmark fields (ids, question, ground truth, type) into every
 output line next to the model's ``answer``, so one answer file holds everything a scorer needs.
-Keys per task (data MANIFEST section 8; design/methods.md section 3.4):
+Keys per task (``docs/data.md`` §8; ``docs/methods.md`` §3.4):
 
 - ``classification`` (scene classification: UCMerced, AID): ``question_id``, ``answer``, ``ground_truth`` (class name).
 - ``vqa`` (RSVQA LRBEN / HRBEN): ``question_id``, ``answer``, ``ground_truth`` and the question

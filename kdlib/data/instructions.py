@@ -5,7 +5,7 @@ GeoChat trains on ``GeoChat_Instruct.json``, a list of LLaVA-style records::
     {"id": ..., "image": "<file>", "conversations": [
         {"from": "human", "value": "<image>\\n<query>"}, {"from": "gpt", "value": "<answer>"}, ...]}
 
-That file is not available offline (MANIFEST "Gaps"). :func:`to_conversation` writes the same
+That file is not available offline (``docs/data.md``, "What is not available"). :func:`to_conversation` writes the same
 structure from kdlib :class:`Record` s built on real annotations (UCMerced / AID labels, RSVQA,
 RSIVQA, UCM-captions, DOTA boxes) and marks every record with a ``source`` field saying it is a
 kdlib conversion. :func:`load_geochat_instruct` reads the real file for users who have it.
@@ -13,14 +13,12 @@ kdlib conversion. :func:`load_geochat_instruct` reads the real file for users wh
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from kdlib.data.prompts import IMAGE_TOKEN, human_value
 from kdlib.data.records import Record, data_error, read_json
+from kdlib.files import write_json
 
 CONVERSION = "kdlib conversion of {dataset} annotations (not a GeoChat_Instruct record)"
 
@@ -48,17 +46,7 @@ def to_conversation(record: Record) -> dict[str, Any]:
 
 def save_conversations(records: list[Record], path: Path | str) -> Path:
     """Write :func:`to_conversation` of every record as one JSON list, atomically (temp + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump([to_conversation(r) for r in records], fh, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_json(path, [to_conversation(r) for r in records], indent=1, sort_keys=False)
 
 
 def _check_message(msg: Any, expected: str, path: Path, where: str) -> str:

@@ -2,7 +2,7 @@
 
 Eq. 7 adds ``L_PT = -E_{d ~ D_PT} log q_theta(d)`` (token cross-entropy, no image) on a
 "pre-training corpus" so the student keeps its language ability while it is distilled
-(MiniLLM's ``pt_loss``; methods.md 1.6).
+(MiniLLM's ``pt_loss``; ``docs/methods.md`` §1.5).
 
 What ``D_PT`` is here, for every profile: real remote-sensing text from the *train* split of
 the study only (so no evaluation text leaks into training), text-only:

@@ -8,14 +8,14 @@ used for training with ``--version v1``::
 Each turn splits into a *prompt* (everything the model reads, never scored) and a *target*
 (`` {answer}</s>``, the only scored tokens). GeoChat's eval scripts default to ``llava_v1``,
 whose system line says "human" instead of "user"; kdlib uses the training wording everywhere
-(methods.md 3.2).
+(``docs/methods.md`` §3.2).
 
 Query texts (what follows ``<image>\\n``), from GeoChat's ``docs/Evaluation.md`` and eval scripts:
 
 - VQA: ``{question}\\nAnswer the question using a single word or phrase.``
 - scene: ``{class list}\\nClassify the image from the following classes. Answer in one word or a
-  short phrase.`` The bench's question text is not shipped (MANIFEST "Gaps"); GeoChat appends the
-  suffix after the bench question, so kdlib writes the question as the class names in label
+  short phrase.`` The bench's question text is not available (``docs/data.md``); GeoChat
+  appends the suffix after the bench question, so kdlib writes the question as the class names in label
   order, spaced and cased exactly as GeoChat-Bench's ``ground_truth`` ("dense residential",
   "Bare Land"), joined by ", ". This is a reconstruction.
 - referring: ``[refer] Give me the location of <p> {expression} </p>``

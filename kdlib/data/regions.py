@@ -2,7 +2,7 @@
 
 GeoChat's referring / grounding / region-caption data (from SAMRS: DOTA, DIOR, FAIR1M) has no
 images offline; the only real images with real oriented boxes are the two DOTA devkit examples
-(MANIFEST 7: 600 objects, 531 of them ships in one harbour image). This module cuts each image
+(``docs/data.md`` §7: 600 objects, 531 of them ships in one harbour image). This module cuts each image
 into a grid of ``tile x tile`` crops (the last row / column clipped to the image, crops narrower
 than half a tile dropped) and writes GeoChat-style prompts about the objects that lie *entirely*
 inside a crop:

@@ -1,6 +1,6 @@
 """Scene classification readers: UCMerced Land Use (21 classes) and AID (30 classes).
 
-Layout (MANIFEST 1-2): ``<root>/ucmerced/<class>/<class>NN.jpg`` and
+Layout (``docs/data.md`` §1-2): ``<root>/ucmerced/<class>/<class>NN.jpg`` and
 ``<root>/aid/<Class>/<class>_<n>.jpg``, each with ``classes.txt`` (folder names, label order).
 
 Answers are the class names as GeoChat-Bench's ``ground_truth`` writes them: UCMerced lower
@@ -104,7 +104,7 @@ def class_names(records: list[Record]) -> tuple[str, ...]:
 def read_ucm_numbered(root: Path | str) -> dict[str, Path]:
     """``ucmerced/ucm_numbered_filenames.json``: ``"<k>.tif"`` -> absolute UCMerced image path.
 
-    UCM-captions and RSIVQA name the UCMerced images ``1.tif`` ... ``2100.tif`` (MANIFEST 1).
+    UCM-captions and RSIVQA name the UCMerced images ``1.tif`` ... ``2100.tif`` (``docs/data.md`` §1).
     """
     path = Path(root) / "ucmerced" / "ucm_numbered_filenames.json"
     table = read_json(path)

@@ -1,12 +1,12 @@
 """VQA readers: RSVQA (LR / HR, official JSON schema) and RSIVQA's UCMerced part.
 
-RSVQA (MANIFEST 3-4): ``<root>/rsvqa_{lr,hr}/`` holds ``{prefix}_questions.json``,
+RSVQA (``docs/data.md`` §3-4): ``<root>/rsvqa_{lr,hr}/`` holds ``{prefix}_questions.json``,
 ``_answers.json``, ``_images.json`` and ``images/<img_id>.png`` (``.tif`` in the Zenodo release).
 Join: answer = answers-by-id[``answers_ids``][0], image = ``images/{img_id}``; only ``active``
 questions, answers and images are kept. Types: LR presence / comp / rural_urban / count, HR
 presence / comp / count / area.
 
-RSIVQA-UCM (MANIFEST 6): ``<root>/rsivqa_ucm/ucm_vqa.txt`` and ``ucm_res.txt``, one
+RSIVQA-UCM (``docs/data.md`` §6): ``<root>/rsivqa_ucm/ucm_vqa.txt`` and ``ucm_res.txt``, one
 ``<k>.tif:<question>?<answer>`` per line; images through ``ucm_numbered_filenames.json``.
 Types from the question's wording: theme, presence, count, location. Questions whose object
 is empty in the source ("how many  in the picture?") are kept and flagged ``meta["empty_object"]``.

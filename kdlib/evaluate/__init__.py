@@ -1,4 +1,4 @@
-"""GeoChat-Bench metrics and scoring (issue 7).
+"""GeoChat-Bench metrics and scoring.
 
 - :mod:`~kdlib.evaluate.scene`: scene classification OA, AA, confusion matrix.
 - :mod:`~kdlib.evaluate.vqa`: RSVQA accuracy per question type, question-weighted mOA and the

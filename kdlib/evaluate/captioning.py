@@ -1,7 +1,7 @@
 """Region captioning: ROUGE-1, ROUGE-L (rouge-score) and METEOR (NLTK), fully offline.
 
-Text preparation, for reference and prediction alike (the community GeoChat scorer's, design/
-methods.md section 3.3): remove ``<p>``, ``</p>`` and ``.``, lower-case, split on white space.
+Text preparation, for reference and prediction alike (the community GeoChat scorer's, ``docs/methods.md``
+§3.3): remove ``<p>``, ``</p>`` and ``.``, lower-case, split on white space.
 
 - ROUGE-1 / ROUGE-L: F-measure of ``rouge_score.rouge_scorer.RougeScorer(["rouge1", "rougeL"],
   use_stemmer=True)`` on the prepared strings (its tokenizer keeps ``[a-z0-9]+`` runs and

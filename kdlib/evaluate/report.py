@@ -13,16 +13,14 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from kdlib.evaluate.paper import paper_value
 from kdlib.evaluate.runner import REAL_GEOCHAT, read_result
 from kdlib.plots import BoxPanel
-
-if TYPE_CHECKING:
-    from kdlib.book import RunContext
+from kdlib.run import RunContext
 
 PAPER_ROWS = {"teacher": "GeoChat-13B", "student_sft": "GeoChat-7B", "student_kd": "Ours (GeoChat-7B distilled)",
               REAL_GEOCHAT: "GeoChat-7B"}
@@ -70,10 +68,20 @@ GROUNDING_COLUMNS = (
 CAPTION_COLUMNS = tuple(Column(m, "region_caption", m, (7, m, "region captioning"))
                         for m in ("ROUGE-1", "ROUGE-L", "METEOR"))
 
+HEADLINE_COLUMNS = {column.task: column for column in (*SCENE_COLUMNS, *VQA_COLUMNS, *GROUNDING_COLUMNS, *CAPTION_COLUMNS)
+                    if column.key == HEADLINE.get(column.task)}
+"""The one table of where the paper prints each task's headline metric: task -> its :class:`Column`
+(``paper`` = ``(table, metric, dataset)``)."""
+
+
+def headline_columns(tasks: Sequence[str]) -> list[Column]:
+    """The headline column (:data:`HEADLINE_COLUMNS`) of each of ``tasks``."""
+    return [HEADLINE_COLUMNS[task] for task in tasks]
+
 
 def load_results(ctx: RunContext, models: Sequence[str], tasks: Sequence[str],
                  producer: str = "scene_classification") -> dict[str, dict[str, dict[str, Any]]]:
-    """``{model: {task: result}}`` read from ``<out_dir>/results`` (error naming ``producer``)."""
+    """``{model: {task: result}}`` read from the run's results (error naming ``producer``)."""
     return {m: {t: read_result(ctx, m, t, producer) for t in tasks} for m in models}
 
 

@@ -1,7 +1,7 @@
 """The study's evaluation tasks and the answer lines GeoChat's eval scripts write for them.
 
 Each task (:data:`EVAL_TASKS`) picks test records by ``Record.task`` and dataset and writes one
-JSON object per answer with the keys of the GeoChat-Bench answer files (data MANIFEST section 8),
+JSON object per answer with the keys of the GeoChat-Bench answer files (``docs/data.md`` §8),
 so :func:`kdlib.evaluate.score.score_file` and ``kdlib score`` read kdlib's answers and the real
 GeoChat-7B ones alike:
 
@@ -31,7 +31,6 @@ source states it): the median object area ``a`` in pixels gives small ``a < 64^2
 
 from __future__ import annotations
 
-import os
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from shapely.geometry import Polygon
 
 from kdlib.data.prompts import grounding_query, identify_query, refer_query
 from kdlib.data.records import Record, load_image
+from kdlib.files import atomic_path
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,6 @@ def write_crops(records: Sequence[Record], folder: Path) -> Path:
         target = folder / f"{crop_image_id(record)}.png"
         if target.is_file():
             continue
-        tmp = folder / f".{target.name}.{os.getpid()}.tmp"
-        load_image(record).save(tmp, format="PNG")
-        tmp.replace(target)
+        with atomic_path(target) as tmp:
+            load_image(record).save(tmp, format="PNG")
     return folder

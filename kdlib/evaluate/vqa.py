@@ -13,7 +13,7 @@ count and area are reported apart, the core paper leaves them out):
 
 The core paper's LRBEN "mOA" matches the question-weighted form: GeoChat-7B
 (0.9086 * 2955 + 0.9025 * 4002 + 0.94 * 100) / 7057 = 90.56 vs 90.59 printed
-(design/methods.md section 3.3).
+(``docs/methods.md`` §3.3).
 """
 
 from __future__ import annotations

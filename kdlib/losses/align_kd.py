@@ -1,4 +1,4 @@
-"""Align-KD (CVPR 2025, seed 003; code fqhank/Align-KD, methods.md §4): alignment knowledge.
+"""Align-KD (CVPR 2025; code fqhank/Align-KD, ``docs/methods.md`` §4): alignment knowledge.
 
 Two losses:
 

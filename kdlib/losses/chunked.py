@@ -6,7 +6,7 @@ The plain path ``hidden -> head -> [N, V] logits -> log_softmax -> loss`` keeps 
 instead walks over row chunks of ``chunk_size`` tokens: per chunk it forms both models' logits,
 the divergence and **its gradient with respect to the student logits in closed form**, and
 folds that gradient into ``grad_hidden`` (``[N, Ds]``) and ``grad_weight`` (``[V, Ds]``) at once
-(the Liger-Kernel ``fused_linear_distillation`` pattern, methods.md §2). Only a few
+(the Liger-Kernel ``fused_linear_distillation`` pattern, ``docs/methods.md`` §2). Only a few
 ``[chunk, V]`` float32 buffers exist at a time; backward just scales the stored gradients.
 
 Why not recompute the logits in backward: that costs a second pass over both heads (the teacher

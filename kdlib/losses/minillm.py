@@ -11,7 +11,7 @@ The gradient of the sequence-level reverse KL ``L = KL(q_theta || p)`` (Eq. 6) i
 
 Two forms are implemented, chosen by :class:`MiniLLMConfig` ``form``:
 
-``"code"`` (default) -- microsoft/LMOps ``minillm/`` as shipped (methods.md §1.3-1.4):
+``"code"`` (default) -- microsoft/LMOps ``minillm/`` as shipped (``docs/methods.md`` §1.2-1.3):
 rewards ``clip((log p - log q_old) / 0.5, -100, 100)``; return ``G_t = sum_{t' >= t} gamma^(t'-t) r_t'``
 (current step included, ``gamma = 0.95``) divided by the number of remaining tokens ``T - t + 1``
 and whitened; single-token importance weight ``w_t = q_old / ((1 - a) q_old + a p)`` against the
@@ -48,14 +48,14 @@ FORM_DEFAULTS: dict[str, dict[str, float | bool]] = {
 
 @dataclass(frozen=True)
 class MiniLLMConfig:
-    """Switches of the MiniLLM objective (defaults = the LMOps scripts, methods.md §1.7).
+    """Switches of the MiniLLM objective (defaults = the LMOps scripts, ``docs/methods.md`` §1.6).
 
     ``gamma``, ``whiten``, ``include_current_reward`` and ``reward_scale`` left at ``None`` take
     the value of ``form`` (:data:`FORM_DEFAULTS`); set them to override one switch.
     ``length_norm`` divides returns by the number of tokens they sum (both forms normalise).
     ``mix_alpha`` is the teacher share of the sampler (0 = pure student, ``w_t = 1``).
     ``pt_kd_ratio`` is the forward-KD share of the LM term (0 = Eq. 7; LMOps scripts: 0.5).
-    ``single``, ``long``, ``lm`` switch the three terms of the total on or off.
+    Which terms a run optimises is :attr:`kdlib.train.config.TrainConfig.ablate`.
     """
 
     form: Form = "code"
@@ -68,9 +68,6 @@ class MiniLLMConfig:
     clip_ratio: float = 0.2
     mix_alpha: float = 0.2
     pt_kd_ratio: float = 0.0
-    single: bool = True
-    long: bool = True
-    lm: bool = True
 
     def __post_init__(self) -> None:
         if self.form not in FORM_DEFAULTS:
@@ -89,8 +86,6 @@ class MiniLLMConfig:
         bad = [f"{k}={getattr(self, k)!r}" for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"MiniLLMConfig: out of range: {', '.join(bad)} (see the field docs)")
-        if not (self.single or self.long or self.lm):
-            raise ValueError("MiniLLMConfig: single, long and lm are all off: nothing to optimise")
 
 
 def token_rewards(teacher_logprobs: Tensor, old_logprobs: Tensor, mask: Tensor, cfg: MiniLLMConfig) -> Tensor:

@@ -7,7 +7,7 @@ sign is a typo (Eq. 5's gradient ``-(z_S - z_T) dz_S/dtheta`` is the descent dir
 ``+1/2 ||z_T - z_S||^2``), so the squared error is minimised.
 
 Widths differ, so the teacher features go through a :class:`WidthMap` first (the paper does not
-say how; Align-KD uses a 1x1 convolution ``4096 -> 2048`` on the teacher side, methods.md §4).
+say how; Align-KD uses a 1x1 convolution ``4096 -> 2048`` on the teacher side, ``docs/methods.md`` §4).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class WidthMap(nn.Module):
     Switch-KD's visual switch. Initialised semi-orthogonal (norm-preserving) without bias, so
     that at step 0 the map neither shrinks nor inflates the features. Register it with the
     optimiser: Align-KD's adapters live outside the model and, as far as its code shows, are
-    never updated (methods.md §4).
+    never updated (``docs/methods.md`` §4).
     """
 
     def __init__(self, in_dim: int, out_dim: int) -> None:

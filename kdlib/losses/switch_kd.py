@@ -1,4 +1,4 @@
-"""Switch-KD (seed 004, methods.md §5): BiLD, DBiLD and the visual-switch input.
+"""Switch-KD (``docs/methods.md`` §5): BiLD, DBiLD and the visual-switch input.
 
 **BiLD** (Li et al., COLING 2025; fpcsong/BiLD ``distil_losses/BILD.py``). For each token pick
 ``k`` vocabulary entries by the *selector's* top-k logits (the teacher's: t-LD; the student's:
@@ -37,7 +37,7 @@ def kneedle_k(sorted_logits: Tensor, k_min: int = 2) -> Tensor:
     Values and ranks are scaled to ``[0, 1]``; the knee is the point farthest below the chord
     from the first to the last value, ``i* = argmax_i ((1 - r_i) - v_i)``, and ``k = i* + 1``
     keeps the head up to and including the knee (the reading of a public third-party DBiLD,
-    methods.md §5). A flat row (no knee) gives ``k_min``.
+    ``docs/methods.md`` §5). A flat row (no knee) gives ``k_min``.
     """
     v = sorted_logits.float()
     big, small = v[..., :1], v[..., -1:]

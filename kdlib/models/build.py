@@ -1,6 +1,6 @@
 """Teacher and student of each profile, all as ``transformers.LlavaForConditionalGeneration``.
 
-The design is GeoChat's (methods.md 3.1): a CLIP vision tower whose hidden layer
+The design is GeoChat's (``docs/methods.md`` §3.1): a CLIP vision tower whose hidden layer
 ``vision_feature_layer = -2`` minus the CLS token (``vision_feature_select_strategy="default"``)
 gives ``N = (image_size / patch_size)^2`` patch features ``[B, N, D_v]``; the 2-layer MLP
 projector ``z(x) = W_2 GELU(W_1 f + b_1) + b_2`` maps them to the LLM width ``[B, N, D]``
@@ -35,7 +35,7 @@ from kdlib.models.vocab import check_same_vocab, image_token_id
 from kdlib.profiles import LLMSpec, Profile, VisionSpec
 
 LLAMA2_VOCAB = 32000  # Vicuna-v1.5 / LLaMA-2 tokenizer size (GeoChat adds no token)
-# Published config of openai/clip-vit-large-patch14(-336): the tower of GeoChat (methods.md 3.1).
+# Published config of openai/clip-vit-large-patch14(-336): the tower of GeoChat (``docs/methods.md`` §3.1).
 CLIP_L14 = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
                 patch_size=14, hidden_act="quick_gelu", layer_norm_eps=1e-5)
 PUBLISHED_VISION = {"openai/clip-vit-large-patch14-336": CLIP_L14, "openai/clip-vit-large-patch14": CLIP_L14}

@@ -33,6 +33,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from kdlib.files import atomic_path
 from kdlib.models.lora import unwrap
 from kdlib.models.pooling import PooledVisionTower, pooled_tower, projector_inputs
 
@@ -93,10 +94,8 @@ class FeatureCache:
                 self._write(key, self.memory[key])
 
     def _write(self, key: str, feature: Tensor) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / f".{key}.{os.getpid()}.tmp"
-        torch.save(feature, tmp)
-        os.replace(tmp, self.folder / f"{key}.pt")
+        with atomic_path(self.folder / f"{key}.pt") as tmp:
+            torch.save(feature, tmp)
 
 
 def data_processor(model: Any, image_processor: Any, folder: str | os.PathLike | None = None) -> Any:

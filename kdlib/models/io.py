@@ -142,6 +142,27 @@ def load_mllm(path_or_id: str | os.PathLike, dtype: str | torch.dtype | None = N
     return LoadedMLLM(model.eval(), tokenizer, image_processor)
 
 
+def inference_dtype(train_dtype: str, device: str | torch.device | None) -> str | None:
+    """The dtype a saved model is evaluated in: ``bfloat16`` on CUDA when its profile trains in
+    ``bfloat16`` (what training computed in, under autocast), else None (the saved dtype)."""
+    on_cuda = device is not None and torch.device(device).type == "cuda"
+    return "bfloat16" if train_dtype == "bfloat16" and on_cuda else None
+
+
+def load_for_inference(path: str | os.PathLike, device: str | torch.device | None = None,
+                       train_dtype: str = "float32") -> LoadedMLLM:
+    """A saved model folder loaded for generation or measurement on ``device``, in
+    :func:`inference_dtype`; errors name the folder (missing, or not loadable)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"model folder {path} does not exist: train the model first "
+                                f"(kdlib train, or the book's training notebook)")
+    try:
+        return load_mllm(path, dtype=inference_dtype(train_dtype, device), device=device)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"model folder {path} cannot be loaded: {err}") from err
+
+
 def save_mllm(path: str | os.PathLike, model: Any, tokenizer: Any, image_processor: Any) -> Path:
     """Write model, tokenizer and image processor to ``path`` atomically (temp folder + rename).
 

@@ -2,7 +2,7 @@
 
 GeoChat fine-tunes with LoRA on every ``nn.Linear`` of the LLM except ``lm_head``, rank 64,
 alpha 16, dropout 0.05, bias none (``geochat/train/train.py`` ``find_all_linear_names`` L163-177
-and the LoRA defaults L101-105, commit 4850920e; methods.md 3.1), with the CLIP tower frozen.
+and the LoRA defaults L101-105, commit 4850920e; ``docs/methods.md`` §3.1), with the CLIP tower frozen.
 For the projector MSE of Eq. 4 the student's projector must train too, so :func:`apply_lora`
 unfreezes it. ``profile.lora.r == 0`` means full fine-tuning of LLM + projector (``tiny``).
 

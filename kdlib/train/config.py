@@ -34,6 +34,9 @@ ABLATIONS = ("align", "single", "long", "lm", "teacher_mix", "length_norm")
 ROLES = ("teacher", "student")
 NOT_IN_RESULTS = ("progress", "checkpoint_every", "keep_checkpoints")
 """TrainConfig fields that change how a run reports and saves, not the model it trains."""
+RETIRED = ("minillm.single", "minillm.long", "minillm.lm")
+"""Fields that older runs recorded and no code ever read (the live switches are ``ablate``): ignored
+when a saved run is compared, so those runs stay reusable."""
 
 
 @dataclass(frozen=True)
@@ -126,13 +129,8 @@ class TrainConfig:
 
     @property
     def run_name(self) -> str:
-        """Folder and model name: ``teacher``, ``student_sft``, ``student_kd`` (paper), ``student_<method>``,
-        ``student_kd-no_<term>...`` for ablations."""
-        if self.method == "sft":
-            return "teacher" if self.role == "teacher" else "student_sft"
-        if self.method == "paper":
-            return "student_kd" + "".join(f"-no_{a}" for a in sorted(self.ablate))
-        return f"student_{self.method}"
+        """Folder and model name of this run (:func:`run_name`)."""
+        return run_name(self.method, self.ablate, self.role)
 
     @property
     def effective_pt_batch_size(self) -> int:
@@ -144,6 +142,21 @@ class TrainConfig:
         return d
 
 
+def run_name(method: str, ablate: Iterable[str] = (), role: str = "student") -> str:
+    """The one name of a run, its model folder and its results: ``teacher``, ``student_sft``,
+    ``student_kd`` (``paper``), ``student_kd-no_<term>...`` (``paper`` with ``ablate``), ``student_<method>``."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    unknown = set(ablate) - set(ABLATIONS)
+    if unknown:
+        raise ValueError(f"unknown ablation(s) {sorted(unknown)}; choose from {', '.join(ABLATIONS)}")
+    if method == "sft":
+        return "teacher" if role == "teacher" else "student_sft"
+    if method == "paper":
+        return "student_kd" + "".join(f"-no_{a}" for a in sorted(ablate))
+    return f"student_{method}"
+
+
 def run_record(cfg: TrainConfig, profile: Profile) -> dict[str, Any]:
     """What a run's ``config.json`` holds of its configuration and profile, as JSON reads it back."""
     return json.loads(json.dumps({"train": cfg.to_dict(), "profile": profile.to_dict()}))
@@ -151,8 +164,8 @@ def run_record(cfg: TrainConfig, profile: Profile) -> dict[str, Any]:
 
 def changed_fields(saved: Mapping[str, Any], cfg: TrainConfig, profile: Profile) -> list[str]:
     """Dotted names of the fields where a saved ``config.json`` and this run differ, leaving out
-    those that cannot change the trained model (:data:`NOT_IN_RESULTS`, profile ``NOT_IN_RUNS``)."""
-    ignore = [f"train.{k}" for k in NOT_IN_RESULTS] + [f"profile.{k}" for k in NOT_IN_RUNS]
+    those that cannot change the trained model (:data:`NOT_IN_RESULTS`, :data:`RETIRED`, profile ``NOT_IN_RUNS``)."""
+    ignore = [f"train.{k}" for k in (*NOT_IN_RESULTS, *RETIRED)] + [f"profile.{k}" for k in NOT_IN_RUNS]
     old = _flat(without(dict(saved), ignore))
     new = _flat(without(run_record(cfg, profile), ignore))
     return sorted(k for k in old.keys() | new.keys()

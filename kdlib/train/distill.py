@@ -20,7 +20,7 @@ Each rollout is used for one update (Table 1); LMOps reuses rollouts for 4 PPO e
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import torch
 from accelerate import Accelerator
@@ -37,7 +37,7 @@ from kdlib.sampling import Rollout, mixed_sample
 from kdlib.train.batches import (BatchOrder, global_count, local_block, micro_slices, step_generator, to_device)
 from kdlib.train.config import TrainConfig
 from kdlib.train.methods import Objective, build_objective
-from kdlib.train.sft import GroundTruthTask, TrainResult, make_accelerator, run_task, train_collator
+from kdlib.train.harness import GroundTruthTask, TrainResult, make_accelerator, run_task, train_collator
 
 
 def _pad_columns(x: Tensor, width: int) -> Tensor:
@@ -121,27 +121,26 @@ class RolloutTask:
 
 
 def distill(student: nn.Module, teacher: nn.Module, tokenizer: Any, image_processor: Any, study: Study,
-            profile: Profile, method: str, run_dir: Path, ablate: Iterable[str] = (), pt_texts: Sequence[str] = (),
-            seed: int = 0, progress: bool = True, resume: bool = False, device: str | torch.device | None = None,
-            **changes: Any) -> TrainResult:
-    """Distil ``teacher`` into ``student`` (its SFT baseline) with ``method`` for ``train.kd_steps`` steps.
+            cfg: TrainConfig, profile: Profile, run_dir: Path, pt_texts: Sequence[str] = (), resume: bool = False,
+            device: str | torch.device | None = None) -> TrainResult:
+    """Distil ``teacher`` into ``student`` (its SFT baseline) with ``cfg.method`` for ``cfg.steps`` steps.
 
-    ``pt_texts`` is ``D_PT`` (needed by ``paper`` unless ``lm`` is ablated); ``changes`` override
-    :class:`TrainConfig` fields. Returns the trained student (LoRA-wrapped under LoRA profiles).
+    ``cfg`` comes from :meth:`TrainConfig.from_profile` with a distillation method; ``pt_texts`` is
+    ``D_PT`` (needed by ``paper`` unless ``lm`` is ablated). Returns the trained student (LoRA-wrapped
+    under LoRA profiles).
     """
-    cfg = TrainConfig.from_profile(profile, method, ablate, seed=seed, progress=progress, **changes)
     if cfg.method == "sft":
         raise ValueError("distill trains a distillation method; use train_sft for sft")
     check_same_vocab(teacher, student)
     accelerator = make_accelerator(cfg, device)
     set_seed(cfg.seed)
-    if method == "align_kd":  # attention maps need eager attention
+    if cfg.method == "align_kd":  # attention maps need eager attention
         for model in (student, teacher):
             model.set_attn_implementation("eager")
     freeze(teacher).to(accelerator.device)
     student = apply_lora(student, profile.lora)
     objective = build_objective(student, teacher, cfg)
-    if method == "paper":
+    if cfg.method == "paper":
         task: Any = RolloutTask(objective, study.train, train_collator(student, tokenizer, image_processor, cfg,
                                                                       "generate"),
                                 pt_texts, tokenizer, cfg, accelerator)

@@ -26,9 +26,9 @@ from kdlib.train.config import TrainConfig
 from kdlib.train.forward import (features, output_head, response_rows, shift_for_labels,
                                  token_logprobs_chunked)
 
-#: Align-KD's code weighs its four terms equally (methods.md §4); top-16 teacher-attended tokens
+#: Align-KD's code weighs its four terms equally (``docs/methods.md`` §4); top-16 teacher-attended tokens
 ALIGN_KD_TOP_K = 16
-#: Switch-KD: LM 1.0, DBiLD 0.5, visual switch 0.5 (the public third-party reading, methods.md §5)
+#: Switch-KD: LM 1.0, DBiLD 0.5, visual switch 0.5 (the public third-party reading, ``docs/methods.md`` §5)
 SWITCH_KD_WEIGHTS = {"ce": 1.0, "dbild": 0.5, "switch": 0.5}
 
 
@@ -165,7 +165,7 @@ class AlignKDObjective(Objective):
     """Align-KD: ``CE + L_logit + L_v + L_attn`` (all weights 1, as its code).
 
     ``L_logit`` is the token reverse KL on response tokens (the paper's R-KLD; the code uses a
-    soft cross-entropy over all positions, methods.md §4), ``L_v`` the projector MSE with the
+    soft cross-entropy over all positions, ``docs/methods.md`` §4), ``L_v`` the projector MSE with the
     top-16 teacher-attended visual tokens counted twice, ``L_attn`` the first-layer text-query ->
     vision-key attention MSE. Width and head maps are trainable. Needs eager attention.
     """
@@ -197,7 +197,7 @@ class AlignKDObjective(Objective):
 
 
 class SwitchKDObjective(Objective):
-    """Switch-KD (our reading, methods.md §5): ``CE + 0.5 DBiLD(q, p) + 0.5 DBiLD(p_switch, p)``.
+    """Switch-KD (our reading, ``docs/methods.md`` §5): ``CE + 0.5 DBiLD(q, p) + 0.5 DBiLD(p_switch, p)``.
 
     ``p_switch`` = the frozen teacher LLM run on its prompt with the student's visual tokens
     switched in (through a trainable student -> teacher width map); gradient reaches the

@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from kdlib.files import write_jsonl
+
 #: keys that measure the machine, not the optimisation (they differ between identical runs)
 TIMING_KEYS = ("tokens_per_s", "step_s", "cpu_s", "peak_mem_mb", "elapsed_s")
 
@@ -46,9 +48,7 @@ class MetricsLog:
         if not self.enabled:
             return
         kept = [r for r in read_metrics(self.path) if r["step"] <= last_step]
-        tmp = self.path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
-        tmp.replace(self.path)
+        write_jsonl(self.path, kept, sort_keys=True)
 
     def append(self, record: dict[str, Any]) -> None:
         if not self.enabled:

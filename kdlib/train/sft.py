@@ -1,117 +1,35 @@
-"""Supervised fine-tuning (teacher and baseline student) and the pieces every run shares.
+"""Supervised fine-tuning of the teacher and of the baseline student.
 
 SFT minimises the token cross-entropy of the ground-truth answers (Collator ``mode="train"``:
 labels -100 on system, prompt, image tokens and padding). What trains follows the profile:
 LoRA on the LLM's linear layers (``lora.r > 0``, GeoChat) or the full LLM (``r = 0``), the
 projector always, the vision tower never (:func:`kdlib.models.apply_lora`).
-
-Devices: one :class:`accelerate.Accelerator` per run (CPU, one GPU with bf16 autocast when
-``profile.dtype == "bfloat16"``, or the processes of ``accelerate launch``).
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
-from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import set_seed
 from torch import nn
 
-from kdlib.data.collate import Collator
-from kdlib.data.records import Record
 from kdlib.data.study import Study
-from kdlib.models import apply_lora, num_image_tokens
-from kdlib.models.lora import unwrap
+from kdlib.models import apply_lora
 from kdlib.profiles import Profile
-from kdlib.train import checkpoint, loop
-from kdlib.train.batches import BatchOrder, ground_truth_micro_batches, local_block
-from kdlib.train.config import TrainConfig, changed_fields, run_record
-from kdlib.train.methods import Objective, build_objective
+from kdlib.train.config import TrainConfig
+from kdlib.train.harness import GroundTruthTask, TrainResult, make_accelerator, run_task, train_collator
+from kdlib.train.methods import build_objective
 
 
-@dataclass(frozen=True)
-class TrainResult:
-    """A finished run: the trained model (LoRA-wrapped when the profile uses LoRA) and its metrics file."""
-
-    model: nn.Module
-    metrics: Path
-    config: TrainConfig
-
-
-def make_accelerator(cfg: TrainConfig, device: str | torch.device | None = None) -> Accelerator:
-    """CPU when asked (or without CUDA), else the GPU(s); bf16 autocast for ``dtype="bfloat16"`` on GPU.
-
-    ``find_unused_parameters`` is on for ``paper`` (an ablation can leave the projector or the LLM
-    without gradient); under ``accelerate launch`` the process group comes from the launcher.
-    """
-    cpu = torch.device(device).type == "cpu" if device is not None else not torch.cuda.is_available()
-    precision = "bf16" if cfg.dtype == "bfloat16" and not cpu else "no"
-    ddp = DistributedDataParallelKwargs(find_unused_parameters=cfg.method == "paper")
-    return Accelerator(cpu=cpu, mixed_precision=precision, kwargs_handlers=[ddp])
-
-
-def write_config(run_dir: Path, cfg: TrainConfig, profile: Profile, accelerator: Accelerator) -> None:
-    """``run_dir/config.json``: the run's configuration and profile (main process, atomic)."""
-    if not accelerator.is_main_process:
-        return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / "config.json.tmp"
-    tmp.write_text(json.dumps({**run_record(cfg, profile), "processes": accelerator.num_processes},
-                              indent=2, sort_keys=True))
-    tmp.replace(run_dir / "config.json")
-
-
-class GroundTruthTask:
-    """Batches of ground-truth conversations (SFT and the token-level distillation methods)."""
-
-    def __init__(self, objective: Objective, records: Sequence[Record], collate: Collator, cfg: TrainConfig,
-                 accelerator: Accelerator) -> None:
-        self.module, self.records, self.collate = objective, list(records), collate
-        self.cfg, self.accelerator = cfg, accelerator
-        self.order = BatchOrder(len(self.records), cfg.batch_size, cfg.seed)
-
-    def micro_batches(self, step: int) -> list[dict[str, Any]]:
-        chosen = local_block([self.records[i] for i in self.order.indices(step)], self.accelerator)
-        return ground_truth_micro_batches(chosen, self.collate, self.cfg.batch_size, self.cfg.micro_batch_size,
-                                          self.accelerator)
-
-
-def train_collator(model: nn.Module, tokenizer: Any, image_processor: Any, cfg: TrainConfig,
-                   mode: str = "train") -> Collator:
-    return Collator(tokenizer, image_processor, num_image_tokens(unwrap(model)), cfg.max_length, mode)
-
-
-def run_task(task: Any, cfg: TrainConfig, profile: Profile, run_dir: Path, accelerator: Accelerator,
-             resume: bool) -> Path:
-    """Record the configuration, run the loop, return the metrics file.
-
-    ``resume`` continues from the newest checkpoint only when ``run_dir/config.json`` describes
-    this same run (:func:`~kdlib.train.config.changed_fields`); otherwise it raises, naming the
-    fields, rather than mix two configurations in one model.
-    """
-    config = run_dir / "config.json"
-    if resume and config.is_file() and checkpoint.latest(run_dir / "checkpoints") is not None:
-        changed = changed_fields(json.loads(config.read_text()), cfg, profile)
-        if changed:
-            raise ValueError(f"{config}: its checkpoints were trained with other values of {', '.join(changed)}; "
-                             f"delete {run_dir / 'checkpoints'} or run without --resume (resume=False) to start this "
-                             "configuration afresh")
-    write_config(run_dir, cfg, profile, accelerator)
-    return loop.run(task, cfg, run_dir, accelerator, resume)
-
-
-def train_sft(model: nn.Module, tokenizer: Any, image_processor: Any, study: Study, profile: Profile,
-              run_dir: Path, role: str = "student", seed: int = 0, progress: bool = True, resume: bool = False,
-              device: str | torch.device | None = None, **changes: Any) -> TrainResult:
-    """Fine-tune ``model`` (teacher or baseline student) on ``study.train`` for ``train.sft_steps`` steps.
-
-    ``changes`` override :class:`TrainConfig` fields (e.g. ``micro_batch_size=2``).
-    """
-    cfg = TrainConfig.from_profile(profile, "sft", role=role, seed=seed, progress=progress, **changes)
+def train_sft(model: nn.Module, tokenizer: Any, image_processor: Any, study: Study, cfg: TrainConfig,
+              profile: Profile, run_dir: Path, resume: bool = False,
+              device: str | torch.device | None = None) -> TrainResult:
+    """Fine-tune ``model`` (teacher or baseline student) on ``study.train`` for ``cfg.steps`` steps
+    (``cfg`` from :meth:`TrainConfig.from_profile` with method ``sft``)."""
+    if cfg.method != "sft":
+        raise ValueError(f"train_sft trains method sft, not {cfg.method!r}; use distill")
     accelerator = make_accelerator(cfg, device)
     set_seed(cfg.seed)
     model = apply_lora(model, profile.lora)

@@ -1,40 +1,38 @@
-"""The three trainings of the study at a profile, and where their results go.
+"""The trainings of the study at a profile: one run, the three of the training chapter, a list of variants.
 
-Layout under the output folder of a profile (``RunContext.out_dir``)::
+Where each run's files go is :class:`kdlib.run.RunContext`'s layout (``model_dir``, ``train_dir``,
+``vision_cache``). :func:`train_run` does one run (what ``kdlib train`` calls);
+:func:`run_study_training` the three of the book's training chapter (teacher SFT, student SFT,
+``paper`` distillation); :func:`train_variants` distils the SFT student once per
+:class:`Variant` (the related-methods and ablations chapters). Distillation loads the two SFT
+models of the run, so the runs can also be done one by one.
 
-    models/teacher/       teacher after SFT                (save_mllm folder)
-    models/student_sft/   baseline student after SFT
-    models/student_kd/    student distilled with the paper's method (student_<method> for others)
-    train/<name>/         config.json, metrics.jsonl, checkpoints/ of each run (until it finishes)
-    cache/vision/         projector inputs of the frozen pooled tower (``small``; FeatureCache)
-
-:func:`train_run` does one run (what ``kdlib train`` calls); :func:`run_study_training` the
-three of the book's training chapter (teacher SFT, student SFT, ``paper`` distillation).
-Distillation loads the two SFT models from ``models/``, so the runs can also be done one by one.
 A run whose saved model, ``config.json`` and ``data.json`` match what would be trained now (same
-configuration, profile and training records, every step logged) is reused, not retrained: rebuilding the ``small`` book does not
-repeat an hour of training. ``reuse=False`` (``kdlib train --no-reuse``) trains anyway.
+configuration, profile and training records, every step logged) is reused, not retrained:
+rebuilding the ``small`` book does not repeat an hour of training. ``reuse=False`` (``kdlib train
+--no-reuse``) trains anyway.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import json
 import shutil
 
-import torch
 from accelerate import PartialState
 
 from kdlib.data.pretrain import pretrain_texts
 from kdlib.data.records import records_digest
 from kdlib.data.study import Study, corpus_texts, load_study
+from kdlib.files import write_json
 from kdlib.models import ModelPair, build_pair, build_tokenizer, load_mllm, save_mllm
 from kdlib.models.feature_cache import data_processor
 from kdlib.profiles import Profile
-from kdlib.train.config import TrainConfig, changed_fields
+from kdlib.run import RunContext
+from kdlib.train.config import TrainConfig, changed_fields, run_name
 from kdlib.train.distill import distill
 from kdlib.train.metrics_log import read_metrics
 from kdlib.train.sft import train_sft
@@ -62,8 +60,8 @@ def build_models(profile: Profile, study: Study, seed: int = 0) -> ModelPair:
     return build_pair(profile, tokenizer, seed)
 
 
-def _require_model(out_dir: Path, name: str, producer: str) -> Path:
-    path = out_dir / "models" / name
+def _require_model(ctx: RunContext, name: str, producer: str) -> Path:
+    path = ctx.model_dir(name)
     if not path.is_dir():
         raise FileNotFoundError(f"{path} is missing: train it first with `kdlib train {producer}` "
                                 f"(same --profile and --out)")
@@ -91,9 +89,8 @@ def data_file(run_dir: Path) -> Path:
 def write_data_file(run_dir: Path, study: Study) -> None:
     """Record the run's training records (main process, atomic), once its model is saved."""
     if PartialState().is_main_process:
-        tmp = run_dir / "data.json.tmp"
-        tmp.write_text(json.dumps({"train_records": records_digest(study.train), "n": len(study.train)}))
-        tmp.replace(data_file(run_dir))
+        write_json(data_file(run_dir), {"train_records": records_digest(study.train), "n": len(study.train)},
+                   indent=None)
 
 
 def finished_run(run_dir: Path, model_dir: Path, cfg: TrainConfig, profile: Profile, study: Study,
@@ -113,62 +110,79 @@ def finished_run(run_dir: Path, model_dir: Path, cfg: TrainConfig, profile: Prof
     return RunPaths(model_dir, metrics) if same and len(read_metrics(metrics)) == cfg.steps else None
 
 
-def train_run(profile: Profile, method: str, out_dir: Path, data_root: str | Path | None = None,
-              role: str = "student", ablate: Iterable[str] = (), seed: int = 0, progress: bool = True,
-              resume: bool = False, device: str | torch.device | None = None, study: Study | None = None,
-              reuse: bool = True, cache_dir: Path | None = None, **changes: Any) -> RunPaths:
-    """Train one model of the study and save it under ``out_dir/models/<run name>``.
+def train_run(ctx: RunContext, method: str, role: str = "student", ablate: Iterable[str] = (),
+              resume: bool = False, reuse: bool = True, study: Study | None = None, **changes: Any) -> RunPaths:
+    """Train one model of the study and save it as ``ctx.model_dir(<run name>)``.
 
     ``sft`` starts from :func:`build_models` (``role`` picks teacher or student); the
-    distillation methods start from ``models/teacher`` and ``models/student_sft`` (checked
-    before any data is read). ``cache_dir`` holds the vision feature cache (default
-    ``out_dir/cache/vision``). ``changes`` override :class:`TrainConfig` fields.
+    distillation methods start from the run's ``teacher`` and ``student_sft`` models (checked
+    before any data is read). ``study`` defaults to the data of ``ctx.seed``; ``changes``
+    override :class:`TrainConfig` fields. The configuration is built here, once, and passed down.
     """
-    cfg = TrainConfig.from_profile(profile, method, ablate, role=role, seed=seed, **changes)
-    run_dir, model_dir = out_dir / "train" / cfg.run_name, out_dir / "models" / cfg.run_name
-    starts = [] if method == "sft" else [_require_model(out_dir, "teacher", "--method sft --role teacher"),
-                                         _require_model(out_dir, "student_sft", "--method sft --role student")]
-    study = study or load_study(profile, data_root, seed)
-    cache_dir = cache_dir or out_dir / "cache" / "vision"
-    done = finished_run(run_dir, model_dir, cfg, profile, study, starts) if reuse else None
+    cfg = TrainConfig.from_profile(ctx.profile, method, ablate, role=role, seed=ctx.seed, progress=ctx.progress,
+                                   **changes)
+    run_dir, model_dir = ctx.train_dir(cfg.run_name), ctx.model_dir(cfg.run_name)
+    starts = [] if method == "sft" else [_require_model(ctx, "teacher", "--method sft --role teacher"),
+                                         _require_model(ctx, "student_sft", "--method sft --role student")]
+    study = study or load_study(ctx.profile, ctx.data_root, ctx.seed)
+    done = finished_run(run_dir, model_dir, cfg, ctx.profile, study, starts) if reuse else None
     if done is not None:
-        if progress:
+        if ctx.progress:
             print(f"{cfg.run_name}: reusing {model_dir} (same configuration and data, all {cfg.steps} steps done)")
         return done
-    common = dict(seed=seed, progress=progress, resume=resume, device=device, **changes)
     if method == "sft":
-        pair = build_models(profile, study, seed)
+        pair = build_models(ctx.profile, study, ctx.seed)
         model, tokenizer, processor = getattr(pair, role), pair.tokenizer, pair.image_processor
-        result = train_sft(model, tokenizer, data_processor(model, processor, cache_dir),
-                           study, profile, run_dir, role=role, **common)
+        result = train_sft(model, tokenizer, data_processor(model, processor, ctx.vision_cache), study, cfg,
+                           ctx.profile, run_dir, resume=resume, device=ctx.device)
     else:
         teacher, start = (load_mllm(path) for path in starts)
         tokenizer, processor = start.tokenizer, start.image_processor
-        pt = pretrain_texts(profile, data_root, seed) if "lm" in cfg.terms else ()
-        result = distill(start.model, teacher.model, tokenizer,
-                         data_processor(start.model, processor, cache_dir), study, profile,
-                         method, run_dir, ablate=ablate, pt_texts=pt, **common)
+        pt = pretrain_texts(ctx.profile, ctx.data_root, ctx.seed) if "lm" in cfg.terms else ()
+        result = distill(start.model, teacher.model, tokenizer, data_processor(start.model, processor, ctx.vision_cache),
+                         study, cfg, ctx.profile, run_dir, pt_texts=pt, resume=resume, device=ctx.device)
     _save(model_dir, result.model, tokenizer, processor, run_dir)
     write_data_file(run_dir, study)
     return RunPaths(model_dir, result.metrics)
 
 
-def run_study_training(ctx: Any, method: str = "paper", ablate: Iterable[str] = (), resume: bool = True,
+def run_study_training(ctx: RunContext, method: str = "paper", ablate: Iterable[str] = (), resume: bool = True,
                        study: Study | None = None, **changes: Any) -> StudyRuns:
-    """Teacher SFT, student SFT and distillation at ``ctx.profile`` (a :class:`kdlib.book.RunContext`).
+    """Teacher SFT, student SFT and distillation at ``ctx.profile``.
 
-    Saves ``models/{teacher,student_sft,student_kd}`` under ``ctx.out_dir`` and a metrics JSONL per
-    run; returns their paths by run name. ``study`` defaults to the data of ``ctx.seed``. A run a dead
-    kernel interrupted continues from its newest checkpoint (``resume``, as the book's chapters do).
+    Saves the models ``teacher``, ``student_sft`` and the distilled one (``student_kd`` for ``paper``) and
+    a metrics JSONL per run; returns their paths by run name. ``study`` defaults to the data of
+    ``ctx.seed``. A run a dead kernel interrupted continues from its newest checkpoint (``resume``,
+    as the book's chapters do).
     """
     study = study or load_study(ctx.profile, ctx.data_root, ctx.seed)
-    common = dict(out_dir=ctx.out_dir, data_root=ctx.data_root, seed=ctx.seed, progress=ctx.progress,
-                  resume=resume, device=ctx.device, study=study, cache_dir=ctx.vision_cache,
-                  **changes)
+    common = dict(resume=resume, study=study, **changes)
     runs = {
-        "teacher": train_run(ctx.profile, "sft", role="teacher", **common),
-        "student_sft": train_run(ctx.profile, "sft", role="student", **common),
+        "teacher": train_run(ctx, "sft", role="teacher", **common),
+        "student_sft": train_run(ctx, "sft", role="student", **common),
     }
-    kd = TrainConfig.from_profile(ctx.profile, method, ablate, seed=ctx.seed).run_name
-    runs[kd] = train_run(ctx.profile, method, ablate=ablate, **common)
+    runs[run_name(method, ablate)] = train_run(ctx, method, ablate=ablate, **common)
     return StudyRuns(runs)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One distillation of the SFT student: a method, and the terms of ``paper`` it leaves out."""
+
+    method: str
+    ablate: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """Its run and model name (:func:`kdlib.train.config.run_name`)."""
+        return run_name(self.method, self.ablate)
+
+
+def train_variants(ctx: RunContext, variants: Sequence[Variant], study: Study | None = None) -> dict[str, Path]:
+    """Distil the run's ``teacher`` into its ``student_sft`` once per variant, same budget as ``student_kd``;
+    ``{run name: model folder}``. A missing SFT model names the training notebook; a finished run is
+    reused, an interrupted one continues from its newest checkpoint."""
+    for model in ("teacher", "student_sft"):
+        ctx.require(ctx.model_dir(model), producer="training")
+    study = study or load_study(ctx.profile, ctx.data_root, ctx.seed)
+    return {v.name: train_run(ctx, v.method, ablate=v.ablate, resume=True, study=study).model for v in variants}

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from kdlib.paths import REPO_ROOT
+from kdlib.run import default_out_dir
 
 WIDTH = 1280
 MIN_SCALE = 0.8
@@ -68,7 +68,7 @@ return [...document.querySelectorAll('main img')]
 
 def book_html() -> Path:
     env = os.environ.get("KDLIB_BOOK_HTML")
-    html = Path(env) if env else REPO_ROOT / "runs" / "tiny" / "book" / "_build" / "html"
+    html = Path(env) if env else default_out_dir("tiny") / "book" / "_build" / "html"
     if not (html / "index.html").is_file():
         pytest.skip(f"no built book at {html}: run `kdlib reproduce --profile tiny` or set KDLIB_BOOK_HTML")
     return html

@@ -18,9 +18,9 @@ from kdlib.data.records import Record
 from kdlib.data.regions import TileSpec, dota_region_records
 from kdlib.evaluate import generate
 from kdlib.evaluate.grounding import grounding_metrics
-from kdlib.evaluate.runner import evaluate_model, load_model_dir, score_answers
+from kdlib.evaluate.runner import evaluate_model, score_answers
 from kdlib.evaluate.tasks import EVAL_TASKS, crop_image_id
-from kdlib.models.io import LoadedMLLM
+from kdlib.models.io import LoadedMLLM, load_for_inference
 
 CLASSES = ("dense residential", "golf course", "river")
 ORACLE = LoadedMLLM(model=None, tokenizer=None, image_processor=None)  # answers come from `oracle`
@@ -124,16 +124,16 @@ def test_records_of_another_task_are_refused_before_generating(monkeypatch, tmp_
 
 def test_model_folder_errors_name_the_folder(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "absent")):
-        load_model_dir(tmp_path / "absent")
+        load_for_inference(tmp_path / "absent")
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ValueError, match=f"model folder {empty} cannot be loaded"):
-        load_model_dir(empty)
+        load_for_inference(empty)
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text('{"model_type": "llama"}')
     with pytest.raises(ValueError, match=f"model folder {broken} cannot be loaded.*neither"):
-        load_model_dir(broken)
+        load_for_inference(broken)
 
 
 def save_tiny_models(out: Path) -> None:

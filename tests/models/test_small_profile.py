@@ -18,6 +18,7 @@ from kdlib.models import MissingModelError, build_pair, check_same_vocab, num_im
 from kdlib.models.pooling import inner_tower, projector_inputs
 from kdlib.paths import model_root
 from kdlib.profiles import get_profile
+from kdlib.train.config import TrainConfig
 from kdlib.train.distill import distill
 
 HOW = "build them with `python ../shared/tools/offline-models.py ROOT` and set KDLIB_MODEL_ROOT=ROOT"
@@ -95,9 +96,10 @@ def test_one_distillation_step_trains_the_student_and_not_the_teacher(small_pair
     student_before = {n: p.detach().clone() for n, p in student.named_parameters()}
     teacher_before = {n: p.detach().clone() for n, p in pair.teacher.named_parameters()}
     study = Study(train=_records(tmp_path), val=[], test=[])
-    result = distill(student, pair.teacher, pair.tokenizer, pair.image_processor, study, profile, "paper",
+    cfg = TrainConfig.from_profile(profile, "paper", progress=False)
+    result = distill(student, pair.teacher, pair.tokenizer, pair.image_processor, study, cfg, profile,
                      tmp_path / "run", pt_texts=["Many planes are parked at the airport.", "A green field."],
-                     progress=False, device="cpu")
+                     device="cpu")
     after = dict(result.model.named_parameters())
     changed = {n for n, p in after.items() if not torch.equal(p, student_before[n])}
     assert any(n.startswith("model.multi_modal_projector") for n in changed)

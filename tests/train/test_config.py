@@ -9,7 +9,7 @@ from accelerate import Accelerator
 
 from kdlib.profiles import get_profile
 from kdlib.train.config import ABLATIONS, METHODS, TrainConfig, changed_fields, run_record
-from kdlib.train.sft import run_task
+from kdlib.train.harness import run_task
 
 TINY = get_profile("tiny")
 

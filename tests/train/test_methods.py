@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from kdlib.models import load_mllm, trainable_parameters
-from kdlib.train.config import METHODS
+from kdlib.train.config import METHODS, TrainConfig
 from kdlib.train.distill import distill
 from kdlib.train.metrics_log import read_metrics
 from kdlib.train.sft import train_sft
@@ -26,12 +26,12 @@ def test_one_step_updates_the_student_only(method, profile, study, start_models,
     teacher = load_mllm(start_models / "models" / "teacher")
     start = load_mllm(start_models / "models" / "student_sft")
     before_student, before_teacher = snapshot(start.model), snapshot(teacher.model)
-    common = dict(run_dir=tmp_path, progress=False, steps=1)
+    cfg = TrainConfig.from_profile(profile, method, progress=False, steps=1)
     if method == "sft":
-        result = train_sft(start.model, start.tokenizer, start.image_processor, study, profile, **common)
+        result = train_sft(start.model, start.tokenizer, start.image_processor, study, cfg, profile, tmp_path)
     else:
-        result = distill(start.model, teacher.model, start.tokenizer, start.image_processor, study, profile, method,
-                         pt_texts=PT_TEXTS, **common)
+        result = distill(start.model, teacher.model, start.tokenizer, start.image_processor, study, cfg, profile,
+                         tmp_path, pt_texts=PT_TEXTS)
     [record] = read_metrics(result.metrics)
     assert set(result.config.terms) <= set(record) and math.isfinite(record["loss"])
     trained = trainable_parameters(result.model)
@@ -43,3 +43,38 @@ def test_one_step_updates_the_student_only(method, profile, study, start_models,
     assert all(torch.equal(v, before_teacher[k]) for k, v in teacher.model.state_dict().items())
     if method != "sft":
         assert not any(p.requires_grad for p in teacher.model.parameters()) and not teacher.model.training
+
+
+@pytest.mark.parametrize("kd_ratio", [0.0, 0.5])
+def test_paper_lm_term_is_eq7_of_the_losses_module(kd_ratio, profile, start_models):
+    """Eq. 7 is written twice: chunked over hidden states in the paper objective, on full logits in
+    :func:`kdlib.losses.lm_loss`. Same value without the forward-KD mix; with it the objective uses
+    ``KL(p || q)`` where ``lm_loss`` uses the soft cross-entropy, which differ by the teacher entropy
+    (no gradient), so the gradients must agree."""
+    import dataclasses
+
+    from kdlib.data.collate import text_batch
+    from kdlib.losses import lm_loss
+    from kdlib.train.methods import PaperObjective
+
+    teacher = load_mllm(start_models / "models" / "teacher").model
+    student = load_mllm(start_models / "models" / "student_sft")
+    cfg = TrainConfig.from_profile(profile, "paper", ("align", "single", "long"), progress=False)
+    cfg = dataclasses.replace(cfg, minillm=dataclasses.replace(cfg.minillm, pt_kd_ratio=kd_ratio))
+    batch = text_batch(student.tokenizer, PT_TEXTS, profile.data.max_length)
+    denom = (batch["labels"][:, 1:] != -100).sum()
+    micro = {"pt_input_ids": batch["input_ids"], "pt_attention_mask": batch["attention_mask"],
+             "pt_labels": batch["labels"], "pt_denom": denom, "tokens": batch["input_ids"]}
+    objective = PaperObjective(student.model, teacher, cfg)
+    head = student.model.get_output_embeddings().weight
+
+    chunked = objective.terms(micro)["lm"]
+    (g_chunked,) = torch.autograd.grad(chunked, head)
+    logits = student.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    with torch.no_grad():
+        t_logits = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    full = lm_loss(logits[:, :-1], batch["labels"][:, 1:], t_logits[:, :-1], kd_ratio=kd_ratio, denom=denom)
+    (g_full,) = torch.autograd.grad(full, head)
+    assert g_full.abs().sum() > 0 and torch.allclose(g_chunked, g_full, atol=1e-6), (g_chunked - g_full).abs().max()
+    if kd_ratio == 0.0:
+        assert torch.allclose(chunked, full, atol=1e-5)

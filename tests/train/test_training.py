@@ -20,6 +20,7 @@ from kdlib.profiles import get_profile
 from kdlib.train.metrics_log import TIMING_KEYS, read_metrics
 from kdlib.train.sft import train_sft
 from kdlib.train.config import TrainConfig
+from kdlib.run import RunContext
 from kdlib.train.study import finished_run, train_run
 
 STEPS = 4  # the run compared across the tests below: 4 steps of the paper method, checkpoints every 2
@@ -34,6 +35,10 @@ def fresh_out(start_models: Path, tmp_path: Path, name: str) -> Path:
     out = tmp_path / name
     shutil.copytree(start_models / "models", out / "models")
     return out
+
+
+def context(profile, out: Path, data_root: Path) -> RunContext:
+    return RunContext(profile, Path(data_root), out, 0, torch.device("cpu"), False)
 
 
 def losses(metrics: Path) -> list[dict[str, float]]:
@@ -70,13 +75,13 @@ def cli(out: Path, data_root: Path, changes: dict) -> list[str]:
 def reference(run_overrides, start_models, data_root, study, tmp_path_factory):
     """The uninterrupted single-process run."""
     out = fresh_out(start_models, tmp_path_factory.mktemp("ref"), "out")
-    return train_run(get_profile("tiny", run_overrides), "paper", out, data_root, progress=False, study=study)
+    return train_run(context(get_profile("tiny", run_overrides), out, data_root), "paper", study=study)
 
 
 def test_loss_falls_over_a_few_dozen_steps(profile, study, start_models, tmp_path):
     start = load_mllm(start_models / "models" / "student_sft")
-    result = train_sft(start.model, start.tokenizer, start.image_processor, study, profile, tmp_path,
-                       progress=False, steps=30)
+    cfg = TrainConfig.from_profile(profile, "sft", progress=False, steps=30)
+    result = train_sft(start.model, start.tokenizer, start.image_processor, study, cfg, profile, tmp_path)
     ce = [r["ce"] for r in read_metrics(result.metrics)]
     early, late = sum(ce[:5]) / 5, sum(ce[-5:]) / 5
     assert late < early - 0.5, f"cross-entropy went from {early:.3f} to {late:.3f} nats per token"
@@ -84,7 +89,7 @@ def test_loss_falls_over_a_few_dozen_steps(profile, study, start_models, tmp_pat
 
 def test_one_seed_gives_identical_runs(reference, run_overrides, start_models, data_root, study, tmp_path):
     out = fresh_out(start_models, tmp_path, "again")
-    again = train_run(get_profile("tiny", run_overrides), "paper", out, data_root, progress=False, study=study)
+    again = train_run(context(get_profile("tiny", run_overrides), out, data_root), "paper", study=study)
     assert losses(again.metrics) == losses(reference.metrics)
     first, second = weights(reference.model), weights(again.model)
     assert all(torch.equal(first[k], second[k]) for k in first)
@@ -94,7 +99,7 @@ def test_a_finished_run_is_reused_not_retrained(reference, run_overrides, data_r
     profile = get_profile("tiny", run_overrides)
     out = reference.model.parent.parent
     saved = (reference.model / "model.safetensors").stat().st_mtime_ns
-    assert train_run(profile, "paper", out, data_root, progress=False, study=study) == reference
+    assert train_run(context(profile, out, data_root), "paper", study=study) == reference
     assert (reference.model / "model.safetensors").stat().st_mtime_ns == saved
     run_dir = out / "train" / "student_kd"
     cfg = TrainConfig.from_profile(profile, "paper")
@@ -126,7 +131,7 @@ def test_a_killed_run_resumes_with_the_same_loss_curve(reference, run_overrides,
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
     assert len(read_metrics(out / "train" / "student_kd" / "metrics.jsonl")) < STEPS
-    resumed = train_run(get_profile("tiny", run_overrides), "paper", out, data_root, progress=False, resume=True,
+    resumed = train_run(context(get_profile("tiny", run_overrides), out, data_root), "paper", resume=True,
                         study=study)
     got, want = losses(resumed.metrics), losses(reference.metrics)
     assert [r["step"] for r in got] == [r["step"] for r in want]

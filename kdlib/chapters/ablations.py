@@ -1,11 +1,11 @@
-"""Ablations of the paper's recipe: each part of the distillation removed in turn, same budget.
+"""The ablations chapter: each part of the paper's distillation removed in turn, same budget.
 
 The paper trains its student with everything at once (Table 1: projector MSE, the MiniLLM
 reverse-KL policy gradient with its single-step and long-term parts, the LM loss, teacher-mixed
 sampling, length normalisation) and reports no ablation. Each run here distils ``models/teacher``
 into a copy of ``models/student_sft`` with the paper's method minus one part (``kdlib train
---method paper --ablate TERM``), for the same steps, batch and learning rate as ``student_kd``;
-the model lands in ``models/student_kd-no_<term>``. The effect of a part is
+--method paper --ablate TERM``, :func:`kdlib.train.study.train_variants`), for the same steps,
+batch and learning rate as ``student_kd``; the model is named ``student_kd-no_<term>``. The effect of a part is
 
     delta(term, task) = metric(student_kd) - metric(student_kd-no_<term>)
 
@@ -19,8 +19,11 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from kdlib.data.study import Study
 from kdlib.evaluate.report import HEADLINE
-from kdlib.train.config import ABLATIONS
+from kdlib.run import RunContext
+from kdlib.train.config import ABLATIONS, run_name
+from kdlib.train.study import Variant, train_variants
 
 PARTS = {"align": "projector MSE (Eq. 4-5)", "single": "single-step reverse KL (Eq. 8)",
          "long": "long-term reverse-KL reward (Eq. 9)", "lm": "language-modelling loss (Eq. 7)",
@@ -32,7 +35,7 @@ def ablation_name(term: str) -> str:
     """The run and model name of the paper's method without ``term``: ``student_kd-no_<term>``."""
     if term not in ABLATIONS:
         raise ValueError(f"unknown ablation {term!r}; choose from {', '.join(ABLATIONS)}")
-    return f"student_kd-no_{term}"
+    return run_name("paper", (term,))
 
 
 def ablation_label(name: str) -> str:
@@ -44,28 +47,18 @@ def ablation_label(name: str) -> str:
     return "student, distilled without " + " and ".join(PARTS[t] for t in terms)
 
 
-def train_ablations(ctx: Any, terms: Sequence[str] = ABLATIONS, study: Any = None) -> dict[str, Path]:
-    """Distil once per ``term``, without it; ``{run name: model folder}`` (reused when already done,
-    continued from its newest checkpoint when interrupted)."""
-    from kdlib.data.study import load_study
-    from kdlib.train.study import train_run
-
-    for model in ("teacher", "student_sft"):
-        ctx.require("models", model, producer="training")
-    study = study or load_study(ctx.profile, ctx.data_root, ctx.seed)
-    folders = {}
+def train_ablations(ctx: RunContext, terms: Sequence[str] = ABLATIONS, study: Study | None = None) -> dict[str, Path]:
+    """Distil once per ``term``, without it; ``{run name: model folder}``
+    (:func:`kdlib.train.study.train_variants`)."""
     for term in terms:
-        paths = train_run(ctx.profile, "paper", ctx.out_dir, data_root=ctx.data_root, ablate=(term,), seed=ctx.seed,
-                          progress=ctx.progress, resume=True, device=ctx.device, study=study,
-                          cache_dir=ctx.vision_cache)
-        folders[ablation_name(term)] = paths.model
-    return folders
+        ablation_name(term)  # an unknown term fails before anything trains
+    return train_variants(ctx, [Variant("paper", (term,)) for term in terms], study)
 
 
 def ablation_table(results: Mapping[str, Mapping[str, Mapping[str, Any]]], tasks: Sequence[str],
                    terms: Sequence[str]) -> pd.DataFrame:
     """Rows: the full recipe, then each ablation (what it removes); columns: each task's headline
-    metric and ``delta`` (full minus ablated, :mod:`module docstring <kdlib.analysis.ablations>`)."""
+    metric and ``delta`` (full minus ablated, :mod:`module docstring <kdlib.chapters.ablations>`)."""
     def row(model: str) -> dict[str, float]:
         return {f"{task} {HEADLINE[task]}": float(results[model][task][HEADLINE[task]]) for task in tasks}
 

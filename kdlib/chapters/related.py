@@ -1,10 +1,9 @@
-"""The related distillation methods (Align-KD, Switch-KD, forward KL) trained like the paper's recipe.
+"""The related-methods chapter: Align-KD, Switch-KD (DBiLD) and forward KL trained like the paper's recipe.
 
-Each method distils the same SFT teacher into a copy of the same SFT student
-(``models/teacher``, ``models/student_sft``) on the same training split, for the same number of
-steps (``train.kd_steps``), global batch and learning rate (``train.kd_lr``) as the paper's method
-(``student_kd``), through :func:`kdlib.train.study.train_run`; the models land in
-``models/student_<method>``. :func:`budget_table` reads back what each run actually did (its
+Each method distils the same SFT teacher into a copy of the same SFT student (``teacher``,
+``student_sft``) on the same training split, for the same number of steps (``train.kd_steps``),
+global batch and learning rate (``train.kd_lr``) as the paper's method (``student_kd``), through
+:func:`kdlib.train.study.train_variants`; the models are named ``student_<method>``. :func:`budget_table` reads back what each run actually did (its
 ``config.json`` and ``metrics.jsonl``), so the chapter can show the budgets are equal.
 """
 
@@ -16,11 +15,13 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from kdlib.analysis.ablations import ablation_label
-from kdlib.evaluate.report import (CAPTION_COLUMNS, GROUNDING_COLUMNS, HEADLINE, MODEL_LABELS, SCENE_COLUMNS,
-                                   VQA_COLUMNS, Column, comparison_table)
-from kdlib.train.config import TrainConfig
+from kdlib.chapters.ablations import ablation_label
+from kdlib.data.study import Study
+from kdlib.evaluate.report import HEADLINE, MODEL_LABELS, comparison_table, headline_columns
+from kdlib.run import RunContext
+from kdlib.train.config import TrainConfig, run_name as config_run_name
 from kdlib.train.metrics_log import read_metrics
+from kdlib.train.study import Variant, train_variants
 
 RELATED_METHODS = ("forward_kl", "align_kd", "switch_kd")
 """The methods of the chapter, by their ``kdlib train --method`` name."""
@@ -33,40 +34,28 @@ def run_name(method: str) -> str:
     """``student_<method>``, the model folder and result name of a related method."""
     if method not in RELATED_METHODS:
         raise ValueError(f"unknown related method {method!r}; choose from {', '.join(RELATED_METHODS)}")
-    return f"student_{method}"
+    return config_run_name(method)
 
 
 def _label(model: str) -> str:
     return MODEL_LABELS.get(model, RELATED_LABELS.get(model, ablation_label(model)))
 
 
-def train_related(ctx: Any, methods: Sequence[str] = RELATED_METHODS, study: Any = None) -> dict[str, Path]:
-    """Distil ``models/teacher`` into ``models/student_sft`` with each method; ``{run name: model folder}``.
-
-    ``ctx`` is a :class:`kdlib.book.RunContext`; a missing SFT model names the training notebook. A
-    finished run is reused; an interrupted one continues from its newest checkpoint.
-    """
-    from kdlib.data.study import load_study
-    from kdlib.train.study import train_run
-
-    for model in ("teacher", "student_sft"):
-        ctx.require("models", model, producer="training")
-    study = study or load_study(ctx.profile, ctx.data_root, ctx.seed)
-    folders = {}
+def train_related(ctx: RunContext, methods: Sequence[str] = RELATED_METHODS,
+                  study: Study | None = None) -> dict[str, Path]:
+    """Distil the run's ``teacher`` into its ``student_sft`` with each method; ``{run name: model folder}``
+    (:func:`kdlib.train.study.train_variants`)."""
     for method in methods:
-        paths = train_run(ctx.profile, method, ctx.out_dir, data_root=ctx.data_root, seed=ctx.seed,
-                          progress=ctx.progress, resume=True, device=ctx.device, study=study,
-                          cache_dir=ctx.vision_cache)
-        folders[run_name(method)] = paths.model
-    return folders
+        run_name(method)  # an unknown method fails before anything trains
+    return train_variants(ctx, [Variant(method) for method in methods], study)
 
 
-def budget_table(ctx: Any, names: Sequence[str]) -> pd.DataFrame:
-    """One row per run (``train/<name>``): method, steps done, global batch, peak lr, loss terms,
+def budget_table(ctx: RunContext, names: Sequence[str]) -> pd.DataFrame:
+    """One row per training run (``ctx.train_dir(name)``): method, steps done, global batch, peak lr, loss terms,
     first and last loss, wall-clock and process CPU seconds summed over the steps."""
     rows = {}
     for name in names:
-        folder = ctx.require("train", name, producer="training" if name == "student_kd" else "related_methods")
+        folder = ctx.require(ctx.train_dir(name), producer="training" if name == "student_kd" else "related_methods")
         train = json.loads((folder / "config.json").read_text())["train"]
         metrics = read_metrics(folder / "metrics.jsonl")
         if not metrics:
@@ -80,20 +69,11 @@ def budget_table(ctx: Any, names: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def headline_columns(tasks: Sequence[str]) -> list[Column]:
-    """The headline metric of each task (:data:`kdlib.evaluate.report.HEADLINE`), with the paper's table."""
-    known = {(c.task, c.key): c for c in (*SCENE_COLUMNS, *VQA_COLUMNS, *GROUNDING_COLUMNS, *CAPTION_COLUMNS)}
-    return [known.get((task, HEADLINE[task]), Column(f"{task} {HEADLINE[task]}", task, HEADLINE[task]))
-            for task in tasks]
-
-
 def method_table(results: dict[str, dict[str, dict[str, Any]]], tasks: Sequence[str]) -> pd.DataFrame:
     """Models x headline metrics, the paper's number beside each where it prints one (NaN for the
     related methods: the core paper does not train them)."""
     table = comparison_table(results, headline_columns(tasks))
     return table.rename(index=RELATED_LABELS)
-
-
 
 def _headline(results: dict[str, dict[str, dict[str, Any]]], model: str, task: str) -> float:
     return float(results[model][task][HEADLINE[task]])

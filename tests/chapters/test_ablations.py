@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kdlib.analysis.ablations import PARTS, ablation_label, ablation_name, ablation_table, effect_sentence
+from kdlib.chapters.ablations import PARTS, ablation_label, ablation_name, ablation_table, effect_sentence
 from kdlib.train.config import ABLATIONS, TrainConfig
 from kdlib.profiles import get_profile
 

@@ -1,9 +1,9 @@
 """Several seeds of the study's three main models: mean, 95% confidence interval, the paper's ordering.
 
-The training chapter trains teacher, SFT student and distilled student for the book's seed
-(``ctx.seed``, in ``ctx.out_dir``); :func:`run_seeds` repeats training and evaluation for the next
-``profile.seeds - 1`` seeds, each in ``<out_dir>/seeds/seed<s>`` (same layout; finished runs and
-results that still hold are reused). A seed changes the random initialisation (projectors, ``tiny``
+The code of the seeds chapter. The training chapter trains teacher, SFT student and distilled
+student for the book's seed (``ctx.seed``); :func:`run_seeds` repeats training and evaluation for
+the next ``profile.seeds - 1`` seeds, each in its own folder (:meth:`kdlib.run.RunContext.for_seed`:
+same layout; finished runs and results that still hold are reused). A seed changes the random initialisation (projectors, ``tiny``
 models), the order of the training batches and the samples drawn during distillation; the data
 split stays the book's (``ctx.seed``), so every seed is scored on the same test records.
 
@@ -21,38 +21,20 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 from scipy import stats
 
-from kdlib.evaluate.report import HEADLINE, MODEL_LABELS, paper_number
+from kdlib.evaluate.report import HEADLINE, HEADLINE_COLUMNS, MODEL_LABELS, paper_number
 from kdlib.evaluate.runner import MODELS, evaluate_study
-
-if TYPE_CHECKING:
-    from kdlib.book import RunContext
+from kdlib.run import RunContext
 
 Results = dict[str, dict[str, dict[str, Any]]]  # {model: {task: result}}
-PAPER_WHERE = {"scene_ucmerced": (3, "OA", "UCMerced"), "scene_aid": (3, "OA", "AID"),
-               "vqa_lr": (5, "mOA", "RSVQA-LRBEN"), "vqa_hr": (5, "mOA", "RSVQA-HRBEN"),
-               "referring": (6, "acc@0.5", "grounding"), "region_caption": (7, "ROUGE-L", "region captioning")}
-"""Where the paper prints each task's headline metric (:data:`~kdlib.evaluate.report.HEADLINE`)."""
-
-
 def study_seeds(ctx: RunContext) -> list[int]:
     """``profile.seeds`` consecutive seeds starting at the book's: ``[ctx.seed, ..., ctx.seed + n - 1]``."""
     return list(range(ctx.seed, ctx.seed + ctx.profile.seeds))
-
-
-def seed_context(ctx: RunContext, seed: int) -> RunContext:
-    """The run context of ``seed``: the book's own for ``ctx.seed``, else ``<out_dir>/seeds/seed<s>``
-    (sharing the book's vision feature cache: the frozen tower gives every seed the same features)."""
-    if seed == ctx.seed:
-        return ctx
-    return replace(ctx, seed=seed, out_dir=Path(ctx.out_dir) / "seeds" / f"seed{seed}",
-                   cache_root=ctx.vision_cache.parent)
 
 
 def run_seeds(ctx: RunContext, tasks: Sequence[str], seeds: Sequence[int] | None = None) -> dict[int, Results]:
@@ -68,7 +50,7 @@ def run_seeds(ctx: RunContext, tasks: Sequence[str], seeds: Sequence[int] | None
     study = load_study(ctx.profile, ctx.data_root, ctx.seed)
     out: dict[int, Results] = {}
     for seed in seeds:
-        here = seed_context(ctx, seed)
+        here = ctx.for_seed(seed)
         if seed != ctx.seed:
             run_study_training(here, study=study)
         out[seed] = evaluate_study(here, MODELS, tasks, study=study)
@@ -100,7 +82,7 @@ def seed_table(by_seed: Mapping[int, Results], tasks: Sequence[str]) -> pd.DataF
             mean, half = mean_ci(values)
             rows.append({"task": task, "metric": HEADLINE[task], "model": MODEL_LABELS[model], "mean": mean,
                          "± 95% CI": half, "min": min(values), "max": max(values), "seeds": len(values),
-                         "paper": paper_number(model, PAPER_WHERE[task])})
+                         "paper": paper_number(model, HEADLINE_COLUMNS[task].paper)})
     return pd.DataFrame(rows).set_index(["task", "model"]).round(2)
 
 
@@ -179,12 +161,12 @@ def seed_noise(path: Path, tasks: Sequence[str]) -> dict[str, float]:
 def seed_noise_sentence(ctx: RunContext, tasks: Sequence[str]) -> str:
     """A sentence for the one-seed chapters (related methods, ablations) giving :func:`seed_noise` per
     task; empty before the seeds chapter ran."""
-    path = ctx.out_dir / "results" / "seeds.json"
+    path = ctx.chapter_file("seeds.json")
     noise = seed_noise(path, tasks)
     if not noise:
         return ""
     seeds = len(json.loads(path.read_text())["seeds"])
-    widths = ", ".join(f"{PAPER_WHERE[task][2]} {HEADLINE[task]} ±{noise[task]:.2f}"
+    widths = ", ".join(f"{HEADLINE_COLUMNS[task].paper[2]} {HEADLINE[task]} ±{noise[task]:.2f}"
                        + (" (every seed scored the same)" if noise[task] == 0 else "") for task in tasks if task in noise)
     return (f"Every student here is one run (seed {ctx.seed}). Over the {seeds} seeds of the seeds chapter, the "
             "difference between the distilled and the SFT student has these 95% interval half-widths: "

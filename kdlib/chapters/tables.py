@@ -1,6 +1,6 @@
-"""The paper's Tables 3-8 rebuilt from a run's result files, with the paper's numbers beside ours.
+"""The reproduced-tables chapter: the paper's Tables 3-8 rebuilt from a run's results, the paper's numbers beside ours.
 
-Every number comes from ``<out_dir>/results``: the three models of the study (scene
+Every number comes from the run's result files (:class:`kdlib.run.RunContext`): the three models of the study (scene
 classification chapter), the related students (related-methods chapter), the real GeoChat-7B
 answer files scored by kdlib, and the efficiency counts (efficiency chapter). The paper's
 numbers sit in the columns ending in ``(paper)`` (:mod:`kdlib.evaluate.paper`).
@@ -17,6 +17,7 @@ from kdlib.evaluate.report import (CAPTION_COLUMNS, GROUNDING_COLUMNS, MODEL_LAB
                                    comparison_table)
 from kdlib.evaluate.runner import GEOCHAT_7B_FILES, MODELS, REAL_GEOCHAT, read_result
 from kdlib.evaluate.tasks import TASK_NAMES
+from kdlib.run import RunContext
 
 TABLES = {
     "Tables 3-4: scene classification (OA, AA)": SCENE_COLUMNS,
@@ -27,7 +28,7 @@ TABLES = {
 """Title -> the metric columns of each rebuilt table."""
 
 
-def study_results(ctx: Any, related: tuple[str, ...] = ()) -> dict[str, dict[str, dict[str, Any]]]:
+def study_results(ctx: RunContext, related: tuple[str, ...] = ()) -> dict[str, dict[str, dict[str, Any]]]:
     """``{model: {task: result}}`` for the study's models, the ``related`` students and the real
     GeoChat-7B (only the tasks it has answer files for); a missing file names its chapter."""
     results = {m: {t: read_result(ctx, m, t, "scene_classification") for t in TASK_NAMES} for m in MODELS}
@@ -37,9 +38,9 @@ def study_results(ctx: Any, related: tuple[str, ...] = ()) -> dict[str, dict[str
     return results
 
 
-def _related_tasks(ctx: Any, model: str) -> list[str]:
-    folder = ctx.require("results", model, producer="related_methods")
-    return [t for t in TASK_NAMES if (folder / f"{t}.json").exists()]
+def _related_tasks(ctx: RunContext, model: str) -> list[str]:
+    ctx.require(ctx.results_dir(model), producer="related_methods")
+    return [t for t in TASK_NAMES if ctx.result_file(model, t).exists()]
 
 
 def rebuilt_tables(results: dict[str, dict[str, dict[str, Any]]], labels: dict[str, str]) -> dict[str, pd.DataFrame]:
@@ -53,11 +54,11 @@ def rebuilt_tables(results: dict[str, dict[str, dict[str, Any]]], labels: dict[s
     return out
 
 
-def table8(ctx: Any) -> pd.DataFrame:
+def table8(ctx: RunContext) -> pd.DataFrame:
     """Table 8 (params, FLOPs) at this profile and at the paper's sizes, beside the paper's."""
     from kdlib.analysis.efficiency import table8_frame
 
-    eff = json.loads(ctx.require("results", "efficiency.json", producer="efficiency").read_text())
+    eff = json.loads(ctx.require(ctx.chapter_file("efficiency.json"), producer="efficiency").read_text())
     return table8_frame(eff["counted"][ctx.profile.name], eff["counted"]["paper"]).round(2)
 
 

@@ -8,10 +8,11 @@ import math
 import pytest
 import torch
 
-from kdlib.analysis.related import (RELATED_LABELS, best_students, budget_table, headline_columns, method_table,
-                                    rank_sentence, run_name)
-from kdlib.book import RunContext
+from kdlib.chapters.related import (RELATED_LABELS, best_students, budget_table, method_table, rank_sentence,
+                                    run_name)
+from kdlib.evaluate.report import headline_columns
 from kdlib.profiles import get_profile
+from kdlib.run import RunContext
 from kdlib.train.metrics_log import MetricsLog
 
 
@@ -70,12 +71,12 @@ def test_budget_table_reads_config_and_metrics(tmp_path):
 def test_the_book_continues_interrupted_runs(train, tmp_path, monkeypatch):
     """A chapter rerun after a dead kernel resumes each run from its checkpoint instead of step 0."""
     import kdlib.train.study as study_module
-    from kdlib.analysis.ablations import train_ablations
-    from kdlib.analysis.related import train_related
+    from kdlib.chapters.ablations import train_ablations
+    from kdlib.chapters.related import train_related
 
     calls = []
 
-    def fake_train_run(profile, method, out_dir=None, **kwargs):
+    def fake_train_run(ctx, method, **kwargs):
         calls.append((method, kwargs["resume"]))
         return study_module.RunPaths(tmp_path / method, tmp_path / "metrics.jsonl")
 

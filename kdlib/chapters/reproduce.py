@@ -1,4 +1,4 @@
-"""``kdlib reproduce``: execute every notebook of the book with papermill, then build the book.
+"""Reproducing the book: execute every notebook with papermill, then build the book (``kdlib reproduce``).
 
 The notebooks are taken from the book's table of contents (``_toc.yml``), in its order, so a
 new chapter only has to be listed there. Each is executed into a staging copy of the book
@@ -10,8 +10,6 @@ cell; the executed copy with the traceback is kept beside the others for reading
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import shutil
 import subprocess
@@ -23,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from kdlib.errors import UserError
-from kdlib.commands.profiles import add_profile_args, add_run_args, profile_from_args
+from kdlib.files import write_json
 from kdlib.paths import REPO_ROOT, resolve_data_root
 
 BOOK_FILES = ("_config.yml", "_toc.yml", "references.bib")
@@ -141,44 +139,10 @@ def reproduce(profile_name: str, overrides: dict, data_root: str | None, out: Pa
         print(f"[{i}/{len(notebooks)}] {nb} ...", end="\n" if progress else " ", flush=True)
         runs.append(execute(nb, stage, params, kernel, timeout, progress))
         print(f"done in {runs[-1].seconds:.1f} s", flush=True)
-    (out / "timings.json").write_text(json.dumps({str(r.notebook): round(r.seconds, 1) for r in runs}, indent=2))
+    write_json(out / "timings.json", {str(r.notebook): round(r.seconds, 1) for r in runs}, sort_keys=False)
     print(f"executed {len(runs)} notebooks in {sum(r.seconds for r in runs):.0f} s")
     if not build:
         return stage
     html = build_book(stage)
     print(f"book built: {html / 'index.html'}")
     return html
-
-
-def _seconds(text: str) -> int:
-    """``--timeout`` value: a positive whole number of seconds."""
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"--timeout must be a positive number of seconds, got {text}")
-    return value
-
-
-def add_parser(sub) -> None:
-    p = sub.add_parser("reproduce", help="execute every notebook of the book on a profile and build it",
-                       description="Execute the book's notebooks (in _toc.yml order) with papermill on a "
-                       "profile, then build the book to HTML with jupyter-book (-W).")
-    add_profile_args(p)
-    add_run_args(p)
-    p.add_argument("--kernel", default="kdlib", help="Jupyter kernel papermill uses (default: %(default)s)")
-    p.add_argument("--timeout", type=_seconds, default=None,
-                   help="seconds per cell (default: no limit; at small a training cell runs for about an hour on a CPU)")
-    p.add_argument("--only", nargs="+", metavar="NAME", help="run only these notebooks (stems), skip the build")
-    p.add_argument("--no-build", action="store_true", help="execute the notebooks but do not build the book")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty(),
-                   help="show the notebook's cells and its training/evaluation bars as they run "
-                   "(default: on at a terminal)")
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    profile = profile_from_args(args)  # validates the overrides before anything runs
-    out = Path(args.out) if args.out else REPO_ROOT / "runs" / profile.name
-    reproduce(profile.name, dict(kv.split("=", 1) for kv in args.overrides), args.data_root or None, out, args.seed,
-              args.device, args.kernel, args.timeout, build=not (args.no_build or args.only), only=args.only,
-              progress=args.progress)
-    return 0

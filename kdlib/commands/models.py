@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from kdlib.commands.profiles import add_profile_args, profile_from_args
+from kdlib.commands.args import add_profile_args, profile_from_args
 from kdlib.models.efficiency import DEFAULT_TEXT_LEN, efficiency, efficiency_table
 from kdlib.models.geochat import convert_geochat
 

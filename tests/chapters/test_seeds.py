@@ -9,11 +9,12 @@ import pytest
 import torch
 from scipy import stats
 
-from kdlib.book import RunContext, write_json
-from kdlib.evaluate.paper import paper_value
-from kdlib.evaluate.seeds import (claim_sentence, mean_ci, ordering, ordering_sentence, ordering_table, seed_context, seed_noise,
+from kdlib.chapters.seeds import (claim_sentence, mean_ci, ordering, ordering_sentence, ordering_table, seed_noise,
                                   seed_noise_sentence, seed_table, study_seeds)
+from kdlib.evaluate.paper import paper_value
+from kdlib.files import write_json
 from kdlib.profiles import get_profile
+from kdlib.run import RunContext
 
 
 def results(kd: float, sft: float, teacher: float) -> dict:
@@ -71,8 +72,8 @@ def test_claim_sentence_names_the_tasks_of_each_verdict():
 def test_each_seed_has_its_own_folder(tmp_path: Path):
     ctx = RunContext(get_profile("tiny"), tmp_path / "data", tmp_path / "out", 4, torch.device("cpu"), False)
     assert study_seeds(ctx) == [4, 5, 6]
-    assert seed_context(ctx, 4) is ctx
-    other = seed_context(ctx, 6)
+    assert ctx.for_seed(4) is ctx
+    other = ctx.for_seed(6)
     assert other.out_dir == tmp_path / "out" / "seeds" / "seed6" and other.seed == 6 and other.profile is ctx.profile
     assert ctx.vision_cache == tmp_path / "out" / "cache" / "vision"
     assert other.vision_cache == ctx.vision_cache  # the frozen tower's features are the same for every seed

@@ -8,17 +8,17 @@ Examples::
     kdlib train --profile tiny --method paper --resume        # continue from the newest checkpoint
     accelerate launch --config_file configs/accelerate/ddp.yaml -m kdlib.cli train --profile paper --method paper
 
-The model lands in ``OUT/models/<run name>`` and the metrics in ``OUT/train/<run name>/metrics.jsonl``.
+The model and the metrics land where :class:`kdlib.run.RunContext` puts them (``model_dir`` and
+``train_dir`` of the run name) under ``--out`` (default: ``runs/<profile>`` in the repository).
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from accelerate import PartialState
 
-from kdlib.commands.profiles import add_profile_args, add_run_args, profile_from_args
+from kdlib.commands.args import add_profile_args, add_run_args, context_from_args
 from kdlib.train.config import ABLATIONS, METHODS, ROLES
 
 
@@ -36,7 +36,6 @@ def add_parser(sub) -> None:
     p.add_argument("--no-reuse", action="store_true",
                    help="train even when the saved model already has this configuration and every step")
     add_run_args(p)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
@@ -44,12 +43,10 @@ def run(args: argparse.Namespace) -> int:
     from kdlib.models.io import loading_bars
     from kdlib.train.study import train_run  # models and data load only when a run starts
 
-    profile = profile_from_args(args)
-    loading_bars(not args.no_progress)
-    out = Path(args.out or f"runs/{profile.name}").expanduser().resolve()
-    paths = train_run(profile, args.method, out, data_root=args.data_root or None, role=args.role,
-                      ablate=args.ablate, seed=args.seed, progress=not args.no_progress, resume=args.resume,
-                      reuse=not args.no_reuse, device=None if args.device == "auto" else args.device)
+    ctx = context_from_args(args)
+    loading_bars(ctx.progress)
+    paths = train_run(ctx, args.method, role=args.role, ablate=args.ablate, resume=args.resume,
+                      reuse=not args.no_reuse)
     if PartialState().is_main_process:
         print(f"model: {paths.model}\nmetrics: {paths.metrics}")
     return 0

@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from kdlib.book import RunContext
+from kdlib.run import RunContext
 from kdlib.evaluate.runner import GEOCHAT_7B_FILES, MODELS, REAL_GEOCHAT, write_result
-from kdlib.evaluate.tables import TABLES, provenance_table, rebuilt_tables, study_results
+from kdlib.chapters.tables import TABLES, provenance_table, rebuilt_tables, study_results
 from kdlib.evaluate.tasks import TASK_NAMES
 from kdlib.profiles import get_profile
 

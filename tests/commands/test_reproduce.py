@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kdlib.paths import REPO_ROOT
-from kdlib.reproduce import toc_entries, toc_notebooks
+from kdlib.chapters.reproduce import toc_entries, toc_notebooks
 
 
 def kdlib_cli(*args, env=None):

@@ -1,0 +1,10 @@
+"""The code behind the book's chapters, one module per chapter that needs more than the library layers.
+
+- :mod:`~kdlib.chapters.reverse_kl`: the toy experiments of "Reverse KL step by step".
+- :mod:`~kdlib.chapters.related`: Align-KD, Switch-KD (DBiLD) and forward-KL students trained like
+  the paper's recipe, their budgets and tables.
+- :mod:`~kdlib.chapters.ablations`: the paper's recipe with one part removed at a time.
+- :mod:`~kdlib.chapters.seeds`: several seeds of the study's three models, intervals and verdicts.
+- :mod:`~kdlib.chapters.tables`: the paper's Tables 3-8 rebuilt from a run's results.
+- :mod:`~kdlib.chapters.reproduce`: executing every notebook and building the book.
+"""

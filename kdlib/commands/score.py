@@ -1,0 +1,43 @@
+"""``kdlib score``: score a GeoChat-Bench answer file and print its metrics.
+
+The work is :func:`kdlib.evaluate.score.score_file` (its module docstring lists the metrics per
+task); this module parses the arguments and prints a table or JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from kdlib.data.geochat_bench import TASKS
+from kdlib.evaluate.grounding import DEFAULT_IMAGE_SIZES
+from kdlib.evaluate.score import format_table, rounded, score_file
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("score", help="score a GeoChat-Bench answer file (OA/AA, VQA, acc@0.5, ROUGE/METEOR)",
+                       description="Score a GeoChat-Bench answer file (JSON Lines with the benchmark's ground "
+                       "truth and the model's answer per line) and print the metrics.")
+    p.add_argument("task", choices=TASKS, help="which benchmark task the file holds")
+    p.add_argument("file", type=Path, help="answer file (.jsonl)")
+    p.add_argument("--image-size", type=int, default=None, metavar="N",
+                   help="referring: one square image size in pixels for every record "
+                   f"(default: per dataset {DEFAULT_IMAGE_SIZES}, an inference)")
+    p.add_argument("--image-dir", type=Path, default=None, metavar="DIR",
+                   help="referring: read each image's size from DIR/<image_id>.png")
+    p.add_argument("--json", action="store_true", help="print one JSON object (percent, 2 decimals)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip malformed lines (listed on stderr) instead of stopping")
+    p.add_argument("--synonyms", action="store_true",
+                   help="classification: also score with the built-in synonym map (reported apart)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.image_size is not None and args.image_size <= 0:
+        raise ValueError(f"--image-size must be positive, got {args.image_size}")
+    result = score_file(args.task, args.file, image_size=args.image_size, image_dir=args.image_dir,
+                        skip_bad=args.skip_bad, synonyms=args.synonyms)
+    print(json.dumps(rounded(result)) if args.json else format_table(args.task, result))
+    return 0
