@@ -31,3 +31,19 @@ def test_table_html_writes_every_cell_with_the_rule():
     assert "11.9" in html and "11.904762" not in html
     assert "—" in html and "NaN" not in html and "nan" not in html
     assert "a b" in html and "\\n" not in html
+
+
+def test_no_control_characters_in_chapter_text():
+    """A ``\\t`` written unescaped into a notebook's JSON turns ``\\tilde`` into TAB + "ilde"."""
+    import json
+    import re
+
+    from kdlib.paths import REPO_ROOT
+
+    bad = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
+    found = []
+    for nb in sorted((REPO_ROOT / "notebooks").glob("*.ipynb")):
+        for i, cell in enumerate(json.loads(nb.read_text())["cells"]):
+            if cell["cell_type"] == "markdown" and bad.search("".join(cell["source"])):
+                found.append(f"{nb.name} cell {i}")
+    assert not found, f"control characters in the text of: {found}"
