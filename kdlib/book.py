@@ -8,7 +8,10 @@ resolves them into a :class:`kdlib.run.RunContext`, seeds everything and glues t
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
+
+import numpy as np
 
 from kdlib.profiles import get_profile
 from kdlib.run import RunContext, make_context, seed_everything
@@ -32,8 +35,33 @@ def setup(profile: str = "tiny", data_root: str = "", out_dir: str = "", seed: i
 
         if get_ipython() is not None:  # figures glued by the notebook must be stored as PNG
             get_ipython().run_line_magic("matplotlib", "inline")
+            html = get_ipython().display_formatter.formatters["text/html"]
+            html.for_type(pd.DataFrame, table_html)  # every table of the book, shown or glued
 
         for key, value in ctx.provenance().items():
             _glue(f"run_{key}", value, display=False)
         print(" | ".join(f"{k}: {v}" for k, v in ctx.provenance().items()))
     return ctx
+
+
+def cell_text(value: Any) -> str:
+    """How the book writes one table cell: the one number rule of every table.
+
+    Missing (None/NaN, e.g. a number the paper does not print) -> "—"; a float with
+    ``|v| >= 1`` -> one decimal (``84.4``), a smaller one -> three significant digits (``0.0312``),
+    never ``-0.0``; text on one line (newlines and runs of spaces -> one space).
+    """
+    if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)):
+        return "—"
+    if isinstance(value, (float, np.floating)):
+        text = f"{value:.1f}" if abs(value) >= 1 or value == 0 else f"{value:.3g}"
+        return text.lstrip("-") if float(text) == 0 else text
+    if isinstance(value, str):
+        return " ".join(value.split())
+    return str(value)
+
+
+def table_html(df: "pd.DataFrame") -> str:
+    """A data frame as the book's HTML table: cells written by :func:`cell_text`."""
+    return df.style.format(cell_text).format_index(cell_text, axis=0).to_html()
+

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
+from kdlib import __version__
 from kdlib.errors import UserError, disk_fault
 
 COMMANDS = {
@@ -36,6 +38,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         description="Knowledge distillation of remote-sensing multimodal LLMs "
         "(GeoChat-13B -> GeoChat-7B): train, evaluate, score and reproduce the book.",
     )
+    parser.add_argument("--version", action="version", version=f"kdlib {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     modules = [COMMANDS[only]] if only in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
     for name in modules:
@@ -50,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (UserError, FileNotFoundError, ValueError) as err:
         return _fail(args.command, str(err))
+    except BrokenPipeError:  # the reader stopped early (`kdlib profiles | head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     except OSError as err:
         fault = disk_fault(err, err.filename)
         if fault is None:

@@ -22,30 +22,51 @@ def subplots(*args, figsize=None, layout=None, **kwargs):
     return fig, fig.subplots(*args, **kwargs)
 
 
-def image_grid(images: Sequence[Path], titles: Sequence[str], cols: int = 7, size: float = 1.6) -> Figure:
-    """Images in a grid, each with its title (e.g. its class)."""
-    rows = -(-len(images) // cols)
-    fig, axes = subplots(rows, cols, figsize=(cols * size, rows * size * 1.1), squeeze=False,
-                             layout="constrained")
-    for ax in axes.flat:
+PAGE_WIDTH = 7.0
+"""Inches: a figure drawn this wide (700 px at 100 dpi) is shown at full size in the book's ~700 px
+column, so a 9-pt label stays 9 pt. Multi-panel figures wrap into rows instead of growing wider."""
+LABEL_PT = 9
+"""The smallest font of any label (ticks, titles, legends) in the book's figures."""
+
+
+def panel_grid(n: int, cols: int, panel_height: float, **kwargs) -> tuple[Figure, list[Axes]]:
+    """``n`` panels, ``cols`` per row, in a figure :data:`PAGE_WIDTH` wide; unused cells hidden.
+
+    Returns the figure and the ``n`` axes in reading order.
+    """
+    cols = max(1, min(cols, n))
+    rows = -(-n // cols)
+    fig, axes = subplots(rows, cols, figsize=(PAGE_WIDTH, rows * panel_height), squeeze=False,
+                         layout="constrained", **kwargs)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
+
+
+def image_grid(images: Sequence[Path], titles: Sequence[str], cols: int = 4, size: float = 1.6) -> Figure:
+    """Images in a grid, each with its title (e.g. its class); at most four per row at page width
+    (``size`` is kept for callers and ignored: the page width sets the panel size)."""
+    cols = min(cols, 4)
+    fig, axes = panel_grid(len(images), cols, PAGE_WIDTH / min(cols, len(images)) * 1.15)
+    for ax, path, title in zip(axes, images, titles):
         ax.set_axis_off()
-    for ax, path, title in zip(axes.flat, images, titles):
         with Image.open(path) as im:
             ax.imshow(im.convert("RGB"))
-        ax.set_title(title, fontsize=8)
+        ax.set_title(title, fontsize=LABEL_PT)
     return fig
 
 
 def count_bars(counts: Mapping[str, Mapping[str, int]], xlabel: str = "images") -> Figure:
     """One horizontal bar chart per dataset: ``{dataset: {class: count}}``."""
-    fig, axes = subplots(1, len(counts), figsize=(5 * len(counts), 0.22 * max(map(len, counts.values())) + 1),
-                             squeeze=False, layout="constrained")
-    for ax, (name, per_class) in zip(axes.flat, counts.items()):
+    fig, axes = panel_grid(len(counts), 1, 0.17 * max(map(len, counts.values())) + 1)
+    for ax, (name, per_class) in zip(axes, counts.items()):
         labels = list(per_class)
-        ax.barh(labels, [per_class[k] for k in labels], color="tab:blue")
+        values = [per_class[k] for k in labels]
+        ax.barh(labels, values, color="tab:blue")
         ax.invert_yaxis()
-        ax.tick_params(axis="y", labelsize=7)
-        ax.set_title(f"{name} ({sum(per_class.values())} {xlabel})")
+        ax.tick_params(labelsize=LABEL_PT)
+        balance = f"every class {values[0]}" if len(set(values)) == 1 else f"{min(values)} to {max(values)} per class"
+        ax.set_title(f"{name}: {sum(values)} {xlabel}, {balance}", fontsize=LABEL_PT + 1)
         ax.set_xlabel(xlabel)
     return fig
 
@@ -76,25 +97,24 @@ def confusion_panels(matrices: Mapping[str, pd.DataFrame], max_annotated: int = 
     the diagonal holds per-class recall. Cell values are written when a matrix has at most
     ``max_annotated`` classes; one colour bar serves every panel.
     """
-    fig, axes = subplots(1, len(matrices), figsize=(size * len(matrices) + 1, size), squeeze=False,
-                         layout="constrained")
+    fig, axes = panel_grid(len(matrices), 1, PAGE_WIDTH * 0.92)  # one model per row, square panels
     image = None
-    for i, (ax, (title, counts)) in enumerate(zip(axes.flat, matrices.items())):
+    for ax, (title, counts) in zip(axes, matrices.items()):
         totals = counts.sum(axis=1)
         rates = counts.div(totals.where(totals > 0, 1), axis=0).to_numpy(dtype=float)
         image = ax.imshow(rates, vmin=0.0, vmax=1.0, cmap="Blues")
-        ax.set_xticks(range(rates.shape[1]), [str(c) for c in counts.columns], rotation=90, fontsize=6)
-        ax.set_yticks(range(rates.shape[0]), [str(c) for c in counts.index] if i == 0 else [], fontsize=6)
-        ax.set_xlabel("predicted", fontsize=8)
-        if i == 0:
-            ax.set_ylabel("true", fontsize=8)
-        ax.set_title(title, fontsize=9)
+        ax.set_xticks(range(rates.shape[1]), [str(c) for c in counts.columns], rotation=90, fontsize=LABEL_PT)
+        ax.set_yticks(range(rates.shape[0]), [str(c) for c in counts.index], fontsize=LABEL_PT)
+        ax.set_xlabel("predicted", fontsize=LABEL_PT + 1)
+        ax.set_ylabel("true", fontsize=LABEL_PT + 1)
+        ax.set_title(title, fontsize=LABEL_PT + 2)
         if len(counts.index) <= max_annotated:
             for (r, c), value in np.ndenumerate(rates):
                 if value > 0:
-                    ax.text(c, r, f"{value:.2f}".lstrip("0"), ha="center", va="center", fontsize=4.5,
+                    ax.text(c, r, f"{value:.2f}".lstrip("0"), ha="center", va="center", fontsize=7,
                             color="white" if value > 0.6 else "black")
-    fig.colorbar(image, ax=list(axes.flat), shrink=0.7, label="share of the true class")
+    for ax in axes:
+        fig.colorbar(image, ax=ax, shrink=0.8, label="share of the true class")
     return fig
 
 
@@ -145,7 +165,7 @@ def layer_similarity_panels(frame: pd.DataFrame, labels: Mapping[str, str] | Non
     (0 = the input embeddings), so models of different depth share one axis.
     """
     labels = labels or {}
-    fig, axes = subplots(1, len(LAYER_PANELS), figsize=(13, 3.6), layout="constrained")
+    fig, axes = panel_grid(len(LAYER_PANELS), 1, 2.8)
     for ax, (measure, title, xlabel) in zip(axes, LAYER_PANELS):
         part = frame[frame["measure"] == measure]
         for model, rows in part.groupby("model", sort=False):
@@ -155,7 +175,7 @@ def layer_similarity_panels(frame: pd.DataFrame, labels: Mapping[str, str] | Non
         ax.set_xlabel(xlabel)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=LABEL_PT)
     return fig
 
 
@@ -168,10 +188,9 @@ def metrics_vs_tokens(frame: pd.DataFrame, metrics: Mapping[str, str], total: in
     ``total``: the unpruned token count (dotted vertical line); ``reference``: ``{column: {task:
     value}}`` drawn as dashed horizontal lines in the task's colour (e.g. chance accuracy).
     """
-    fig, axes = subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.8), squeeze=False,
-                         layout="constrained")
+    fig, axes = panel_grid(len(metrics), 1, 3.4)
     ticks = sorted(frame["keep"].unique())
-    for ax, (column, label) in zip(axes.flat, metrics.items()):
+    for ax, (column, label) in zip(axes, metrics.items()):
         for task, rows in frame.groupby("task", sort=False):
             rows = rows.sort_values("keep")
             (line,) = ax.plot(rows["keep"], rows[column], marker="o", label=task)
@@ -185,7 +204,7 @@ def metrics_vs_tokens(frame: pd.DataFrame, metrics: Mapping[str, str], total: in
         ax.set_xlabel("visual tokens kept per image")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    axes.flat[0].legend(fontsize=8)
+    axes[0].legend(fontsize=LABEL_PT)
     return fig
 
 
@@ -215,14 +234,14 @@ def seed_panels(table: pd.DataFrame) -> Figure:
     """One panel per task of :func:`kdlib.chapters.seeds.seed_table`: each model's mean over seeds as a
     bar with its 95% interval (no bar for one seed), the paper's value as a red cross."""
     tasks = list(dict.fromkeys(table.index.get_level_values("task")))
-    fig, axes = subplots(1, len(tasks), figsize=(2.6 * len(tasks), 3.2), squeeze=False, layout="constrained")
-    for ax, task in zip(axes.flat, tasks):
+    fig, axes = panel_grid(len(tasks), 2, 3.4)
+    for ax, task in zip(axes, tasks):
         part = table.loc[task]
         x = np.arange(len(part))
         ax.bar(x, part["mean"], yerr=part["± 95% CI"].fillna(0), capsize=4, color="#8fb3d9", label="kdlib, mean")
         ax.scatter(x, part["paper"], marker="x", color="#b22222", zorder=3, label="paper")
-        ax.set_xticks(x, part.index, rotation=30, ha="right", fontsize=8)
-        ax.set_title(f"{task} {part['metric'].iloc[0]}", fontsize=9)
-    axes.flat[0].set_ylabel("%")
-    axes.flat[0].legend(fontsize=7)
+        ax.set_xticks(x, part.index, rotation=30, ha="right", fontsize=LABEL_PT)
+        ax.set_title(f"{task} {part['metric'].iloc[0]}", fontsize=LABEL_PT + 1)
+        ax.set_ylabel("%")
+    axes[0].legend(fontsize=LABEL_PT)
     return fig

@@ -3,6 +3,7 @@ import sys
 
 import pytest
 
+import kdlib
 from kdlib.cli import COMMANDS, build_parser, main
 
 
@@ -30,3 +31,20 @@ def test_bad_override_is_one_clear_line():
     proc = run_cli("reproduce", "--profile", "tiny", "--set", "train.nope=1")
     assert proc.returncode == 2
     assert "no field 'train.nope'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"kdlib {kdlib.__version__}"
+
+
+def test_a_reader_that_stops_early_gets_no_traceback():
+    """``kdlib profiles | head -1``: the closed pipe is not reported as an error."""
+    proc = subprocess.Popen([sys.executable, "-m", "kdlib.cli", "profiles"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the table is written
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 0, err
+    assert "BrokenPipeError" not in err and "Traceback" not in err

@@ -10,6 +10,7 @@ cell; the executed copy with the traceback is kept beside the others for reading
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from kdlib.files import write_json
 from kdlib.paths import REPO_ROOT, resolve_data_root
 
 BOOK_FILES = ("_config.yml", "_toc.yml", "references.bib")
-BOOK_DIRS = ("book",)
+BOOK_DIRS = ("book", "_static")  # _static: the offline MathJax and the book's CSS
 KERNEL_HELP = "register it once with: python -m ipykernel install --user --name kdlib"
 
 
@@ -76,9 +77,11 @@ class NotebookRun:
     seconds: float
 
 
-def execute(nb: Path, stage: Path, params: dict, kernel: str, timeout: int | None) -> NotebookRun:
+def execute(nb: Path, stage: Path, params: dict, kernel: str, timeout: int | None,
+            progress: bool = False) -> NotebookRun:
     """Run one notebook into ``stage/nb`` (``timeout``: seconds per cell, None for no limit); on failure
-    raise :class:`UserError` naming the cell."""
+    raise :class:`UserError` naming the cell. ``progress``: papermill's bar over the cells and the
+    cells' own output (training and evaluation bars) echoed to the terminal as they run."""
     import papermill as pm
 
     src, dst = REPO_ROOT / nb, stage / nb
@@ -87,7 +90,8 @@ def execute(nb: Path, stage: Path, params: dict, kernel: str, timeout: int | Non
     start = time.perf_counter()
     try:
         pm.execute_notebook(str(src), str(tmp), parameters=params, kernel_name=kernel, cwd=str(dst.parent),
-                            progress_bar=False, execution_timeout=timeout)
+                            progress_bar=progress, log_output=progress,
+                            execution_timeout=timeout)
     except pm.PapermillExecutionError as err:
         failed = dst.with_name(dst.stem + ".failed.ipynb")
         tmp.replace(failed)
@@ -98,7 +102,7 @@ def execute(nb: Path, stage: Path, params: dict, kernel: str, timeout: int | Non
 
 
 def stage_book(stage: Path) -> None:
-    """Copy the book's own files (config, toc, markdown pages) into the staging folder."""
+    """Copy the book's own files (config, toc, markdown pages, static files) into the staging folder."""
     stage.mkdir(parents=True, exist_ok=True)
     for name in BOOK_FILES:
         if (REPO_ROOT / name).exists():
@@ -121,7 +125,8 @@ def build_book(stage: Path) -> Path:
 
 
 def reproduce(profile_name: str, overrides: dict, data_root: str | None, out: Path, seed: int, device: str,
-              kernel: str, timeout: int | None, build: bool = True, only: list[str] | None = None) -> Path:
+              kernel: str, timeout: int | None, build: bool = True, only: list[str] | None = None,
+              progress: bool = False) -> Path:
     """Execute the book's notebooks and build it; returns the HTML folder (or the staging folder)."""
     root = resolve_data_root(data_root)  # fails first, before anything is written
     check_kernel(kernel)
@@ -135,11 +140,14 @@ def reproduce(profile_name: str, overrides: dict, data_root: str | None, out: Pa
     stage = out / "book"
     stage_book(stage)
     params = {"profile": profile_name, "data_root": str(root), "out_dir": str(out), "seed": seed,
-              "device": device, "progress": False, "overrides": overrides}
+              "device": device, "progress": progress, "overrides": overrides}
+    if progress:  # papermill echoes the cells' output through its logger
+        logging.getLogger("papermill").addHandler(logging.StreamHandler(sys.stderr))
+        logging.getLogger("papermill").setLevel(logging.INFO)
     runs = []
     for i, nb in enumerate(notebooks, 1):
-        print(f"[{i}/{len(notebooks)}] {nb} ...", end=" ", flush=True)
-        runs.append(execute(nb, stage, params, kernel, timeout))
+        print(f"[{i}/{len(notebooks)}] {nb} ...", end="\n" if progress else " ", flush=True)
+        runs.append(execute(nb, stage, params, kernel, timeout, progress))
         print(f"done in {runs[-1].seconds:.1f} s", flush=True)
     write_json(out / "timings.json", {str(r.notebook): round(r.seconds, 1) for r in runs}, sort_keys=False)
     print(f"executed {len(runs)} notebooks in {sum(r.seconds for r in runs):.0f} s")

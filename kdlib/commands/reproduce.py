@@ -6,6 +6,7 @@ The work is :func:`kdlib.chapters.reproduce.reproduce`; this module parses the a
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from kdlib.chapters.reproduce import reproduce
@@ -32,6 +33,9 @@ def add_parser(sub) -> None:
                    help="seconds per cell (default: no limit; at small a training cell runs for about an hour on a CPU)")
     p.add_argument("--only", nargs="+", metavar="NAME", help="run only these notebooks (stems), skip the build")
     p.add_argument("--no-build", action="store_true", help="execute the notebooks but do not build the book")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty(),
+                   help="show the notebook's cells and its training/evaluation bars as they run "
+                   "(default: on at a terminal)")
     p.set_defaults(func=run)
 
 
@@ -39,5 +43,6 @@ def run(args: argparse.Namespace) -> int:
     profile = profile_from_args(args)  # validates the overrides before anything runs
     out = Path(args.out) if args.out else default_out_dir(profile.name)
     reproduce(profile.name, overrides_from_args(args), args.data_root or None, out, args.seed,
-              args.device, args.kernel, args.timeout, build=not (args.no_build or args.only), only=args.only)
+              args.device, args.kernel, args.timeout, build=not (args.no_build or args.only), only=args.only,
+              progress=args.progress)
     return 0

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from kdlib.plots import subplots
+from kdlib.plots import LABEL_PT, panel_grid
 from kdlib.train.metrics_log import TIMING_KEYS, read_metrics
 
 #: logged keys that are not loss terms
@@ -56,13 +56,12 @@ def loss_curves(metrics: Path, title: str, window: int = 5) -> Figure:
     if len(terms) == 2:
         terms.pop("loss")
     steps = np.arange(1, len(next(iter(terms.values()))) + 1)
-    fig, axes = subplots(1, len(terms), figsize=(3.0 * len(terms), 2.6), squeeze=False)
-    for ax, (name, values) in zip(axes[0], terms.items()):
+    fig, axes = panel_grid(len(terms), 2, 2.6)  # two per row: labels keep their size at page width
+    for ax, (name, values) in zip(axes, terms.items()):
         ax.plot(steps, values, lw=0.8, alpha=0.4, color="tab:blue")
         ax.plot(steps, running_mean(values, window), lw=2.0, color="tab:blue")
-        ax.set_title(TERM_TITLES.get(name, name), fontsize=9)
+        ax.set_title(TERM_TITLES.get(name, name), fontsize=LABEL_PT + 1)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.suptitle(title, fontsize=LABEL_PT + 2)
     return fig

@@ -29,3 +29,20 @@ def test_metrics_vs_tokens_and_ratio_bars():
     bars = ratio_bars({"counted": {"params": 0.5, "FLOPs": 0.4}, "measured": {"answer time": 0.7}})
     assert len(bars.axes[0].patches) == 3
     assert [t.get_text() for t in bars.axes[0].get_yticklabels()] == ["params", "FLOPs", "answer time"]
+
+
+def test_multi_panel_figures_fit_the_page_column_with_readable_labels():
+    """Every panel grid is PAGE_WIDTH wide (shown unscaled in a ~700 px column) and wraps into rows."""
+    import pandas as pd
+
+    from kdlib.plots import LABEL_PT, PAGE_WIDTH, confusion_panels, count_bars, panel_grid
+
+    fig, axes = panel_grid(5, 2, 2.6)
+    assert len(axes) == 5 and tuple(fig.get_size_inches()) == (PAGE_WIDTH, 3 * 2.6)
+    classes = [f"class {i}" for i in range(21)]
+    counts = pd.DataFrame(1, index=classes, columns=classes)
+    for fig in (confusion_panels({"teacher": counts, "student": counts}),
+                count_bars({"UCMerced": dict.fromkeys(classes, 5), "AID": dict.fromkeys(classes, 3)})):
+        assert fig.get_size_inches()[0] == PAGE_WIDTH
+        sizes = [t.get_fontsize() for ax in fig.axes for t in ax.get_xticklabels() + ax.get_yticklabels() if t.get_text()]
+        assert sizes and min(sizes) >= LABEL_PT

@@ -114,3 +114,17 @@ def test_reproduce_tiny_builds_every_page(tmp_path, data_root):
         page = html / (entry + ".html")
         assert page.exists(), f"page {entry} was not built"
         assert check_page(page) == [], f"{entry}: {check_page(page)}"
+
+
+def test_progress_flag_defaults_to_on_only_at_a_terminal(monkeypatch):
+    import io
+
+    from kdlib.cli import build_parser
+
+    for tty in (True, False):
+        fake = io.StringIO()
+        fake.isatty = lambda tty=tty: tty
+        monkeypatch.setattr("sys.stderr", fake)
+        assert build_parser("reproduce").parse_args(["reproduce"]).progress is tty
+    assert build_parser("reproduce").parse_args(["reproduce", "--progress"]).progress is True
+    assert build_parser("reproduce").parse_args(["reproduce", "--no-progress"]).progress is False
