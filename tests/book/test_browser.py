@@ -1,9 +1,10 @@
 """The built book as a reader sees it: every page rendered in headless Chromium, offline.
 
-Which book: ``KDLIB_BOOK_HTML`` (a built ``_build/html`` folder), else the default output of
-``kdlib reproduce --profile tiny`` (``runs/tiny/book/_build/html``). The test skips, saying why,
-when no book is built or when Debian's ``chromium`` / ``chromedriver`` (or ``selenium``) is absent;
-``.ci/run`` installs them.
+Which book: ``KDLIB_BOOK_HTML`` (a built ``_build/html`` folder, e.g. the committed ``small``
+notebooks built into a book), else the ``tiny`` book that the test session builds once (the
+``tiny_book`` fixture, shared with the reproduce test; so the test is ``slow``). It skips, saying
+why, when Debian's ``chromium`` / ``chromedriver`` (or ``selenium``) is absent; ``.ci/run``
+installs them.
 
 A page fails when, at a 1280 px wide window:
 
@@ -25,8 +26,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from kdlib.run import default_out_dir
 
 WIDTH = 1280
 MIN_SCALE = 0.8
@@ -66,12 +65,17 @@ return [...document.querySelectorAll('main img')]
 """
 
 
-def book_html() -> Path:
+@pytest.fixture(scope="module")
+def book_html(request) -> Path:
     env = os.environ.get("KDLIB_BOOK_HTML")
-    html = Path(env) if env else default_out_dir("tiny") / "book" / "_build" / "html"
-    if not (html / "index.html").is_file():
-        pytest.skip(f"no built book at {html}: run `kdlib reproduce --profile tiny` or set KDLIB_BOOK_HTML")
-    return html
+    if env:
+        html = Path(env)
+        if not (html / "index.html").is_file():
+            pytest.fail(f"KDLIB_BOOK_HTML={env} holds no built book (no index.html)")
+        return html
+    out, returncode = request.getfixturevalue("tiny_book")
+    assert returncode == 0, "kdlib reproduce --profile tiny failed"
+    return out / "book" / "_build" / "html"
 
 
 def pages(html: Path) -> list[Path]:
@@ -124,8 +128,9 @@ def inspect_page(drv, page: Path, shots: Path) -> list[str]:
     return problems
 
 
-def test_every_page_renders_readably_offline(browser):
-    html = book_html()
+@pytest.mark.slow
+def test_every_page_renders_readably_offline(browser, book_html):
+    html = book_html
     shots = html.parent.parent / "screenshots"
     shots.mkdir(exist_ok=True)
     report = {}

@@ -99,14 +99,9 @@ def check_page(html: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_reproduce_tiny_builds_every_page(tmp_path, data_root):
-    from jupyter_client.kernelspec import find_kernel_specs
-
-    kernel = "kdlib" if "kdlib" in find_kernel_specs() else "python3"
-    out = tmp_path / "tiny"
-    proc = subprocess.run([sys.executable, "-m", "kdlib.cli", "reproduce", "--profile", "tiny", "--data-root",
-                           str(data_root), "--out", str(out), "--kernel", kernel], text=True)
-    assert proc.returncode == 0
+def test_reproduce_tiny_builds_every_page(tiny_book):
+    out, returncode = tiny_book
+    assert returncode == 0
     html = out / "book" / "_build" / "html"
     timings = json.loads((out / "timings.json").read_text())
     assert set(timings) == {str(nb) for nb in toc_notebooks()}
