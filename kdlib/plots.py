@@ -118,14 +118,15 @@ def confusion_panels(matrices: Mapping[str, pd.DataFrame], max_annotated: int = 
     return fig
 
 
-def box_grid(panels: Sequence[Sequence[BoxPanel]], column_titles: Sequence[str] = (), size: float = 2.6) -> Figure:
+def box_grid(panels: Sequence[Sequence[BoxPanel]], column_titles: Sequence[str] = ()) -> Figure:
     """Rows of images with ground-truth (yellow) and predicted (magenta) rotated boxes.
 
     Each predicted box is labelled with its IoU against the best-matching ground-truth box; a
     panel without a parsable prediction says so.
     """
     rows, cols = len(panels), max(len(row) for row in panels)
-    fig, axes = subplots(rows, cols, figsize=(cols * size, rows * size * 1.08), squeeze=False,
+    size = PAGE_WIDTH / cols  # square panels filling the page width
+    fig, axes = subplots(rows, cols, figsize=(PAGE_WIDTH, rows * size * 1.08), squeeze=False,
                          layout="constrained")
     for ax in axes.flat:
         ax.set_axis_off()

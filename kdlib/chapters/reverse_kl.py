@@ -28,6 +28,7 @@ from torch.func import grad, vmap
 
 from kdlib.losses.divergences import forward_kl, kl_tokens, reverse_kl
 from kdlib.losses.minillm import MiniLLMConfig, importance_weights, returns, single_step_loss, token_rewards
+from kdlib.plots import PAGE_WIDTH
 from kdlib.sampling import mixture_logprobs
 
 Tensor = torch.Tensor
@@ -97,7 +98,7 @@ def mass_between(grid: Tensor, probs: Tensor, low: float, high: float) -> float:
 
 def kl_fit_figure(grid: Tensor, teacher_logits: Tensor, fits: list[GaussianFit]) -> Figure:
     """Teacher distribution and the Gaussian fits, one panel per divergence."""
-    fig = Figure(figsize=(4.5 * len(fits), 3.2), layout="constrained")
+    fig = Figure(figsize=(PAGE_WIDTH, 3.2), layout="constrained")
     axes = fig.subplots(1, len(fits), sharey=True)
     teacher = teacher_logits.softmax(-1)
     for ax, fit in zip(axes, fits):
@@ -231,7 +232,7 @@ def variance_by_length(lengths: list[int], samples: int, mix_alpha: float = 0.2,
 
 def variance_figure(stats: list[EstimatorStats], lengths: list[int], curves: dict[str, list[float]]) -> Figure:
     """Left: relative variance and bias^2 of the four estimators; right: variance against length."""
-    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    fig = Figure(figsize=(PAGE_WIDTH, 3.8), layout="constrained")
     ax, bx = fig.subplots(1, 2)
     labels = [f"{s.sampling}\n{'single-step' if s.decomposition else 'no decomp.'}" for s in stats]
     x = torch.arange(len(stats)).float().numpy()
