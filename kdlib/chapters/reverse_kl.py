@@ -104,9 +104,9 @@ def kl_fit_figure(grid: Tensor, teacher_logits: Tensor, fits: list[GaussianFit])
     for ax, fit in zip(axes, fits):
         ax.fill_between(grid.numpy(), teacher.numpy(), color="0.8", label="teacher p")
         ax.plot(grid.numpy(), fit.probs.numpy(), color="tab:red", lw=2, label=f"student q ({fit.divergence})")
-        ax.set_title(f"min {fit.divergence}: mu = {fit.mu:.2f}, sigma = {fit.sigma:.2f}")
+        ax.set_title(f"min {fit.divergence}\n$\\mu$ = {fit.mu:.2f}, $\\sigma$ = {fit.sigma:.2f}", fontsize=10)
         ax.set_xlabel("x")
-        ax.legend(loc="upper left", fontsize=8)
+        ax.legend(loc="upper left", fontsize=9)
     axes[0].set_ylabel("probability")
     return fig
 
