@@ -23,8 +23,8 @@ _ROLES = {"teacher": "the teacher", "student_sft": "the SFT student", "student_k
 def trainable_clause(profile: Profile) -> str:
     """What of the LLM trains at ``profile``: every weight (LoRA rank 0) or LoRA adapters of rank r."""
     if profile.lora.r == 0:
-        return f"at the `{profile.name}` profile every weight of the LLM trains (no LoRA)"
-    return (f"at the `{profile.name}` profile LoRA adapters of rank {profile.lora.r} (alpha {profile.lora.alpha}) "
+        return f"at the {profile.name} profile every weight of the LLM trains (no LoRA)"
+    return (f"at the {profile.name} profile LoRA adapters of rank {profile.lora.r} (alpha {profile.lora.alpha}) "
             "on the LLM's linear layers train, the LLM's own weights stay frozen")
 
 
@@ -89,9 +89,11 @@ def dominant_answer(answers: Sequence[str]) -> tuple[str, float]:
     return answer, 100 * count / len(answers)
 
 
-def collapse_sentence(answers: Mapping[str, Sequence[str]], unit: str, threshold: float = 80.0) -> str:
+def collapse_sentence(answers: Mapping[str, Sequence[str]], unit: str, threshold: float = 80.0,
+                      class_share: float | None = None) -> str:
     """Names every model that gives one answer for at least ``threshold`` % of its ``unit``s
-    (``"the distilled student answers "forest" for 85 % of images"``); empty when none does."""
+    (``"the distilled student answers "forest" for 85 % of images"``), with the share each true class
+    has (``class_share``, in percent) when given; empty when no model does."""
     found = []
     for model, given in answers.items():
         answer, share = dominant_answer(given)
@@ -99,7 +101,9 @@ def collapse_sentence(answers: Mapping[str, Sequence[str]], unit: str, threshold
             found.append(f'{_ROLES.get(model, model)} answers "{answer}" for {share:.0f} % of {unit}')
     if not found:
         return ""
-    return f"Collapsed: {_join(found)}, so such a score says what one answer is worth, not what the model saw."
+    balance = f" (each class is {class_share:.1f} % of them)" if class_share is not None else ""
+    return (f"One answer dominates: {_join(found)}{balance}; much of such a score is what that one answer "
+            "is worth, not what the model saw.")
 
 
 def same_answer_sentence(answers: Mapping[str, Sequence[str]], what: str) -> str:

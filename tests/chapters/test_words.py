@@ -61,6 +61,7 @@ def test_collapse_is_detected_on_synthetic_answers() -> None:
     assert 'the distilled student answers "forest" for 85 % of images' in text and "teacher" not in text
     assert collapse_sentence({"teacher": varied}, "images") == ""
     assert collapse_sentence({"teacher": collapsed}, "images", threshold=90.0) == ""
+    assert "(each class is 4.8 % of them)" in collapse_sentence({"teacher": collapsed}, "images", 25.0, 100 / 21)
 
 
 def test_same_answer_sentence_only_when_every_answer_is_one_value() -> None:
