@@ -7,6 +7,8 @@
   the paper's recipe, their budgets and tables.
 - :mod:`~kdlib.chapters.ablations`: the paper's recipe with one part removed at a time.
 - :mod:`~kdlib.chapters.seeds`: several seeds of the study's three models, intervals and verdicts.
+- :mod:`~kdlib.chapters.words`: sentences of every chapter written from its numbers and profile
+  (loss trends, single-run verdicts with intervals, collapsed and degenerate answers).
 - :mod:`~kdlib.chapters.tables`: the paper's Tables 3-8 rebuilt from a run's results.
 - :mod:`~kdlib.chapters.reproduce`: executing every notebook and building the book.
 """

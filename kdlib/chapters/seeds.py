@@ -14,7 +14,8 @@ Per model and task, over ``n`` seeds with values ``x_1..x_n``:
 (Student's t; no interval for one seed). The paper's claim is an ordering (Tables 3-7: distilled
 student above the SFT student, below the teacher); it is tested on paired differences
 ``d_i = x_i(student_kd) - x_i(student_sft)`` with the same interval: the ordering *holds* when the
-interval of ``d`` lies above 0, is *reversed* when it lies below 0, and is *undecided* otherwise.
+interval of ``d`` lies above 0, is *reversed* when it lies below 0, and is *undecided* otherwise;
+when both models score 0 on every seed it is *at floor, untestable here* (no difference can show).
 """
 
 from __future__ import annotations
@@ -86,12 +87,18 @@ def seed_table(by_seed: Mapping[int, Results], tasks: Sequence[str]) -> pd.DataF
     return pd.DataFrame(rows).set_index(["task", "model"]).round(2)
 
 
+FLOOR = "at floor, untestable here"
+
+
 def ordering(by_seed: Mapping[int, Results], task: str, better: str = "student_kd",
              worse: str = "student_sft") -> dict[str, Any]:
     """The paired difference ``better - worse`` on ``task``: mean, CI half-width and the verdict."""
-    diffs = [a - b for a, b in zip(_values(by_seed, better, task), _values(by_seed, worse, task), strict=True)]
+    high, low = _values(by_seed, better, task), _values(by_seed, worse, task)
+    diffs = [a - b for a, b in zip(high, low, strict=True)]
     mean, half = mean_ci(diffs)
-    if math.isnan(half):
+    if not any(high + low):
+        verdict = FLOOR
+    elif math.isnan(half):
         verdict = "one seed: no interval"
     elif mean - half > 0:
         verdict = "holds"
@@ -125,7 +132,7 @@ def claim_sentence(table: pd.DataFrame) -> str:
     """Whether the paper's main claim (distilled student above the SFT student) holds here, in plain words:
     the tasks where the paired interval lies above zero, below zero or around it (:func:`ordering_table`)."""
     rows = table.xs(f"{MODEL_LABELS['student_kd']} > {MODEL_LABELS['student_sft']}", level="claim")
-    tasks = {v: list(rows.index[rows["verdict"] == v]) for v in ("holds", "reversed", "undecided")}
+    tasks = {v: list(rows.index[rows["verdict"] == v]) for v in ("holds", "reversed", "undecided", FLOOR)}
     if not any(tasks.values()):
         return "With one seed there is no interval, so no verdict on the paper's claim."
 
@@ -134,7 +141,8 @@ def claim_sentence(table: pd.DataFrame) -> str:
 
     said = (f"The paper's claim, the distilled student above the SFT student, holds here on "
             f"{listed(tasks['holds'])}, is reversed on {listed(tasks['reversed'])} and is undecided (its "
-            f"interval contains zero) on {listed(tasks['undecided'])}")
+            f"interval contains zero) on {listed(tasks['undecided'])}"
+            + (f"; every model scores 0 on {listed(tasks[FLOOR])}, at floor, untestable here" if tasks[FLOOR] else ""))
     support, contradict = bool(tasks["holds"]), bool(tasks["reversed"])
     if support and contradict:
         return said + ": these runs support the paper on some tasks and contradict it on others."

@@ -40,6 +40,14 @@ def test_ordering_is_decided_by_the_paired_interval(kd, verdict):
     assert ordering({0: results(12, 10, 20)}, "scene_aid")["verdict"] == "one seed: no interval"
 
 
+def test_ordering_at_zero_on_every_seed_is_at_floor_not_undecided():
+    floor = {s: results(0.0, 0.0, 5.0) for s in range(3)}
+    assert ordering(floor, "scene_aid")["verdict"] == "at floor, untestable here"
+    assert ordering(floor, "scene_aid", "teacher", "student_kd")["verdict"] != "at floor, untestable here"
+    said = claim_sentence(ordering_table(floor, ["scene_aid"]))
+    assert "at floor, untestable here" in said and "undecided (its interval contains zero) on no task" in said
+
+
 def test_seed_table_and_sentence():
     by_seed = {0: results(12, 10, 20), 1: results(13, 11, 21), 2: results(14, 12, 19)}
     table = seed_table(by_seed, ["scene_aid"])

@@ -1,0 +1,124 @@
+"""Sentences of the book written from a run's numbers and profile, so that no chapter's words can
+disagree with the values beside them.
+
+Each function returns one plain-text sentence (or clause) for a myst-nb ``glue``; none of them
+reads files. Percentages are in points (0-100).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from kdlib.evaluate.report import kd_verdict
+from kdlib.profiles import Profile
+
+_ROLES = {"teacher": "the teacher", "student_sft": "the SFT student", "student_kd": "the distilled student"}
+
+
+def trainable_clause(profile: Profile) -> str:
+    """What of the LLM trains at ``profile``: every weight (LoRA rank 0) or LoRA adapters of rank r."""
+    if profile.lora.r == 0:
+        return f"at the {profile.name} profile every weight of the LLM trains (no LoRA)"
+    return (f"at the {profile.name} profile LoRA adapters of rank {profile.lora.r} (alpha {profile.lora.alpha}) "
+            "on the LLM's linear layers train, the LLM's own weights stay frozen")
+
+
+def start_sentence(starts: Mapping[str, float], vocab_size: int, first: int) -> str:
+    """Where each run's answer cross-entropy starts (mean of its ``first`` steps, in nats per token),
+    with the uniform guess ln V as a reference: ``starts`` maps a role to that mean."""
+    uniform = math.log(vocab_size)
+    parts = [f"{_ROLES.get(role, role)}'s {value:.2f} ({_side(value, uniform)} ln V)" for role, value in starts.items()]
+    return (f"Over the first {first} steps the answer cross-entropy averages {_join(parts)} nats per token "
+            f"(for reference, a uniform guess over the {vocab_size:,} tokens scores ln V = {uniform:.2f})")
+
+
+def trend_clause(values: Sequence[float], k: int, rel_tol: float = 0.05) -> str:
+    """``"fell from 0.213 (mean of the first 5 steps) to 0.031 (mean of the last 5)"``: like is
+    compared with like, and the verb ("fell", "rose", "stayed about level") says what happened;
+    changes within ``rel_tol`` of the start are level. ``k`` is capped at half the run."""
+    x = np.asarray(values, dtype=float)
+    if x.size < 2:
+        raise ValueError(f"trend_clause needs at least 2 values, got {x.size}")
+    k = max(1, min(k, x.size // 2))
+    start, end = float(x[:k].mean()), float(x[-k:].mean())
+    verb = ("stayed about level" if abs(end - start) <= rel_tol * max(abs(start), 1e-12)
+            else "fell" if end < start else "rose")
+    return f"{verb}: from {start:.3f} (mean of the first {k} steps) to {end:.3f} (mean of the last {k})"
+
+
+def binomial_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``hits / n`` in percent, clipped to [0, 100]:
+    centre (p + z²/2n) / (1 + z²/n), half-width z √(p(1-p)/n + z²/4n²) / (1 + z²/n)."""
+    if n <= 0 or not 0 <= hits <= n:
+        raise ValueError(f"binomial_interval needs 0 <= hits <= n and n > 0, got {hits}/{n}")
+    p, d = hits / n, 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / d
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return max(0.0, 100 * (centre - half)), min(100.0, 100 * (centre + half))
+
+
+def single_run_verdict(results: Mapping[str, Mapping[str, Mapping[str, Any]]], task: str, key: str,
+                       n: int | None) -> str:
+    """:func:`~kdlib.evaluate.report.kd_verdict` with its uncertainty. ``n``: the number of scored
+    items when ``key`` is a proportion (adds each model's 95 % Wilson interval), else ``None``.
+    All three models at 0 is called at floor, untestable here; every clause points to the seeds chapter."""
+    values = {m: float(results[m][task][key]) for m in _ROLES}
+    seeds = "the seeds chapter judges the ordering over several seeds"
+    if all(v == 0 for v in values.values()):
+        return f"all three models score {key} 0: at floor, so the ordering is untestable here"
+    verdict = kd_verdict(results, task, key)
+    if n is None:
+        return f"{verdict} in this single run ({seeds})"
+    bounds = []
+    for model, value in values.items():
+        lo, hi = binomial_interval(round(value * n / 100), n)
+        bounds.append(f"{_ROLES[model].removeprefix('the ')} {lo:.1f}-{hi:.1f}")
+    return f"{verdict} in this single run of {n} items (95 % intervals: {', '.join(bounds)} %; {seeds})"
+
+
+def dominant_answer(answers: Sequence[str]) -> tuple[str, float]:
+    """The most frequent answer (case and surrounding space ignored) and its share in percent."""
+    if not answers:
+        raise ValueError("dominant_answer needs at least one answer")
+    answer, count = Counter(a.strip().lower() for a in answers).most_common(1)[0]
+    return answer, 100 * count / len(answers)
+
+
+def collapse_sentence(answers: Mapping[str, Sequence[str]], unit: str, threshold: float = 80.0,
+                      class_share: float | None = None) -> str:
+    """Names every model that gives one answer for at least ``threshold`` % of its ``unit``s
+    (``"the distilled student answers "forest" for 85 % of images"``), with the share each true class
+    has (``class_share``, in percent) when given; empty when no model does."""
+    found = []
+    for model, given in answers.items():
+        answer, share = dominant_answer(given)
+        if share >= threshold:
+            found.append(f'{_ROLES.get(model, model)} answers "{answer}" for {share:.0f} % of {unit}')
+    if not found:
+        return ""
+    balance = f" (each class is {class_share:.1f} % of them)" if class_share is not None else ""
+    return (f"One answer dominates: {_join(found)}{balance}; much of such a score is what that one answer "
+            "is worth, not what the model saw.")
+
+
+def same_answer_sentence(answers: Mapping[str, Sequence[str]], what: str) -> str:
+    """When every model gives one and the same answer to every ``what`` question, says so (their
+    accuracies are then equal by construction); empty otherwise."""
+    distinct = {a.strip().lower() for given in answers.values() for a in given}
+    if len(distinct) != 1 or not any(answers.values()):
+        return ""
+    return (f'Every model answers "{distinct.pop()}" to every {what} question, so their {what} accuracies '
+            "are equal by construction and compare nothing.")
+
+
+def _side(value: float, reference: float) -> str:
+    return "above" if value > reference else "below" if value < reference else "at"
+
+
+def _join(parts: Sequence[str]) -> str:
+    return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"

@@ -1,0 +1,69 @@
+"""The book's generated sentences change with the numbers they are written from."""
+
+import math
+
+import pytest
+
+from kdlib.chapters.words import (binomial_interval, collapse_sentence, dominant_answer, same_answer_sentence,
+                                  single_run_verdict, start_sentence, trainable_clause, trend_clause)
+from kdlib.profiles import get_profile
+
+
+def test_trainable_clause_follows_the_profile() -> None:
+    assert "every weight" in trainable_clause(get_profile("tiny"))
+    assert "LoRA adapters of rank 64" in trainable_clause(get_profile("paper"))
+
+
+def test_start_sentence_states_each_start_and_ln_v_as_reference() -> None:
+    text = start_sentence({"teacher": 5.99, "student_sft": 12.25}, 49152, 5)
+    assert "teacher's 5.99 (below ln V)" in text and "SFT student's 12.25 (above ln V)" in text
+    assert f"{math.log(49152):.2f}" in text
+    assert start_sentence({"teacher": 4.0}, 49152, 5) != start_sentence({"teacher": 11.0}, 49152, 5)
+
+
+def test_trend_clause_compares_first_and_last_means() -> None:
+    rising = [0.03, 0.01, 0.05, 0.2, 0.22, 0.21]
+    assert trend_clause(rising, 3) == "rose: from 0.030 (mean of the first 3 steps) to 0.210 (mean of the last 3)"
+    assert trend_clause(rising[::-1], 3).startswith("fell: from 0.210")
+    assert trend_clause([1.0, 1.01, 0.99, 1.0], 2).startswith("stayed about level")
+    assert "first 2 steps" in trend_clause([1.0, 2.0, 3.0, 4.0], 5)  # k capped at half the run
+    with pytest.raises(ValueError):
+        trend_clause([1.0], 1)
+
+
+def test_binomial_interval_is_clipped_and_contains_the_estimate() -> None:
+    assert binomial_interval(0, 10)[0] == 0.0 and binomial_interval(10, 10)[1] == 100.0
+    lo, hi = binomial_interval(30, 100)
+    assert lo < 30 < hi and hi - lo < 20
+    assert binomial_interval(30, 1000)[1] - binomial_interval(30, 1000)[0] < hi - lo
+    with pytest.raises(ValueError):
+        binomial_interval(3, 2)
+
+
+def _results(kd: float, sft: float, teacher: float) -> dict:
+    return {"student_kd": {"t": {"OA": kd}}, "student_sft": {"t": {"OA": sft}}, "teacher": {"t": {"OA": teacher}}}
+
+
+def test_single_run_verdict_carries_uncertainty_and_floor() -> None:
+    text = single_run_verdict(_results(60.0, 50.0, 40.0), "t", "OA", 20)
+    assert "above the SFT student's" in text and "95 % intervals" in text and "seeds chapter" in text
+    assert text != single_run_verdict(_results(60.0, 50.0, 40.0), "t", "OA", 200)
+    assert "seeds chapter" in single_run_verdict(_results(0.3, 0.2, 0.1), "t", "OA", None)
+    floor = single_run_verdict(_results(0.0, 0.0, 0.0), "t", "OA", 20)
+    assert "at floor" in floor and "undecided" not in floor
+
+
+def test_collapse_is_detected_on_synthetic_answers() -> None:
+    collapsed = ["forest"] * 17 + ["river", "beach", "harbor"]
+    varied = ["forest", "river", "beach", "harbor"] * 5
+    assert dominant_answer(collapsed) == ("forest", 85.0)
+    text = collapse_sentence({"student_kd": collapsed, "teacher": varied}, "images")
+    assert 'the distilled student answers "forest" for 85 % of images' in text and "teacher" not in text
+    assert collapse_sentence({"teacher": varied}, "images") == ""
+    assert collapse_sentence({"teacher": collapsed}, "images", threshold=90.0) == ""
+    assert "(each class is 4.8 % of them)" in collapse_sentence({"teacher": collapsed}, "images", 25.0, 100 / 21)
+
+
+def test_same_answer_sentence_only_when_every_answer_is_one_value() -> None:
+    assert '"0"' in same_answer_sentence({"teacher": ["0", "0"], "student_kd": [" 0"]}, "count")
+    assert same_answer_sentence({"teacher": ["0", "1"], "student_kd": ["0"]}, "count") == ""
