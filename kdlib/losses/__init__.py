@@ -25,12 +25,12 @@ from kdlib.losses.minillm import (
     token_rewards,
 )
 from kdlib.losses.projector import WidthMap, projector_mse
-from kdlib.losses.switch_kd import bild, dbild, visual_switch_inputs
+from kdlib.losses.switch_kd import bild, dbild, kneedle_k, switch_pair, visual_switch_inputs
 
 __all__ = [
     "IGNORE_INDEX", "HeadMap", "MiniLLMConfig", "WidthMap", "attention_mse", "bild", "chunked_divergence",
     "chunked_reverse_kl", "clip_fraction", "cross_entropy", "dbild", "enhanced_projector_mse", "forward_kl", "generalized_jsd",
-    "importance_weights", "kd_objective", "lm_loss", "pg_loss", "projector_mse", "reduce_tokens", "returns",
-    "reverse_kl", "single_step_loss", "single_step_weights", "skew_kl", "teacher_attended_tokens", "token_logprobs", "token_rewards",
+    "importance_weights", "kneedle_k", "kd_objective", "lm_loss", "pg_loss", "projector_mse", "reduce_tokens", "returns",
+    "reverse_kl", "single_step_loss", "single_step_weights", "skew_kl", "switch_pair", "teacher_attended_tokens", "token_logprobs", "token_rewards",
     "visual_switch_inputs",
 ]

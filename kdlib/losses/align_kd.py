@@ -11,6 +11,11 @@ Two losses:
   ``k`` visual tokens that the teacher's first layer attends to most get their squared error
   counted twice, ``L_v = MSE(all tokens) + MSE(top-k tokens)``.
 
+Both terms are element means, as Align-KD's code computes them (``F.mse_loss``: the average over
+every selected entry; paper "Align-KD: Distilling Cross-Modal Alignment Knowledge for Mobile
+Vision-Language Model", https://github.com/fqhank/Align-KD), not kdlib's Eq. 4 per-token
+half-sum over features, which would make ``L_v`` ``D / 2`` times larger than the attention term.
+
 Attentions are ``[B, H, L, L]`` probabilities (``output_attentions=True``, eager attention);
 ``vision_mask`` / ``text_mask`` are ``[B, L]`` booleans marking image-token and text-token
 positions (padding in neither). Both models must see the same token layout.
@@ -32,15 +37,19 @@ class HeadMap(nn.Module):
     Align-KD uses ``Conv2d(32, 16, kernel_size=1)``; this is the same linear map over heads,
     without bias (attention maps are probabilities), initialised to average consecutive groups
     of teacher heads (exact head-averaging when ``H_T`` is a multiple of ``H_S``).
+    ``trainable=True`` (kdlib's default) lets the loss update the map; Align-KD's public code
+    never passes its adapter to an optimiser, so its map stays at initialisation, which
+    ``trainable=False`` reproduces (with the group-mean initialisation, not Conv2d's random one).
+    A trained map can shrink the term by fitting the teacher to the student, hence the switch.
     """
 
-    def __init__(self, teacher_heads: int, student_heads: int) -> None:
+    def __init__(self, teacher_heads: int, student_heads: int, trainable: bool = True) -> None:
         super().__init__()
         if teacher_heads <= 0 or student_heads <= 0:
             raise ValueError(f"HeadMap: head counts must be positive, got {teacher_heads} -> {student_heads}")
         group = torch.arange(teacher_heads) * student_heads // teacher_heads
         init = (group[None, :] == torch.arange(student_heads)[:, None]).float()
-        self.weight = nn.Parameter(init / init.sum(1, keepdim=True).clamp_min(1.0))
+        self.weight = nn.Parameter(init / init.sum(1, keepdim=True).clamp_min(1.0), requires_grad=trainable)
 
     def forward(self, attn: Tensor) -> Tensor:
         if attn.shape[1] != self.weight.shape[1]:
@@ -70,7 +79,8 @@ def attention_mse(student_attn: Tensor, teacher_attn: Tensor, vision_mask: Tenso
                   head_map: HeadMap | None = None) -> Tensor:
     """``L_attn = mean over heads and (text q, vision k) of (A_T^1[q, k] - A_S^1[q, k])^2`` (float32).
 
-    Head mismatch: a :class:`HeadMap` (trainable, as Align-KD) maps the teacher's heads onto the
+    ``student_attn [B, H_S, L, L]``, ``teacher_attn [B, H_T, L, L]``; an element mean, as Align-KD.
+    Head mismatch: a :class:`HeadMap` (trainable or frozen, see there) maps the teacher's heads onto the
     student's; without one, both maps are averaged over heads first. Sequence lengths must agree
     (same tokens in both models), else ``ValueError``. 0 when no text-vision pair exists.
     """
@@ -111,14 +121,16 @@ def enhanced_projector_mse(student_feats: Tensor, teacher_feats: Tensor, teacher
                            text_mask: Tensor, k: int = 16, width_map: WidthMap | None = None) -> Tensor:
     """Align-KD's visual-token enhancement ``L_v = L_align(all) + L_align(top-k)`` on projector outputs.
 
-    ``student_feats [B, N, Ds]``, ``teacher_feats [B, N, Dt]``; both terms use kdlib's Eq. 4
-    normalisation (:func:`~kdlib.losses.projector.projector_mse`, not Align-KD's element mean).
+    ``student_feats [B, N, Ds]``, ``teacher_feats [B, N, Dt]``; each term is Align-KD's element mean
+    ``mean_{b, n, d} (A(z_T) - z_S)^2`` over its tokens, i.e. :func:`~kdlib.losses.projector.projector_mse`
+    (Eq. 4: per-token half-sum over ``Ds`` features) times ``2 / Ds``.
     Samples without text tokens contribute only the all-token term (as the code does).
     """
     idx = teacher_attended_tokens(teacher_attn, vision_mask, text_mask, k)
     has_text = text_mask.bool().any(1)[:, None].expand(-1, k)
     top_s, top_t = (_gather_tokens(x, idx) for x in (student_feats, teacher_feats))
-    return projector_mse(student_feats, teacher_feats, width_map) + projector_mse(top_s, top_t, width_map, has_text)
+    total = projector_mse(student_feats, teacher_feats, width_map) + projector_mse(top_s, top_t, width_map, has_text)
+    return total * (2.0 / student_feats.shape[-1])
 
 
 def _gather_tokens(feats: Tensor, index: Tensor) -> Tensor:

@@ -31,24 +31,42 @@ def _pairs(k: int, device: torch.device) -> tuple[Tensor, Tensor]:
     return torch.triu_indices(k, k, offset=1, device=device).unbind(0)
 
 
-def kneedle_k(sorted_logits: Tensor, k_min: int = 2) -> Tensor:
+#: Readings of the Kneedle sign: ``"knee"`` (default) and ``"dbild_code"``
+KNEEDLE_READINGS = ("knee", "dbild_code")
+
+
+def kneedle_k(sorted_logits: Tensor, k_min: int = 2, reading: str = "knee") -> Tensor:
     """Per-token knee of logits sorted in decreasing order: ``[..., K] -> [...]`` long, in ``[k_min, K]``.
 
-    Values and ranks are scaled to ``[0, 1]``; the knee is the point farthest below the chord
-    from the first to the last value, ``i* = argmax_i ((1 - r_i) - v_i)``, and ``k = i* + 1``
-    keeps the head up to and including the knee (the reading of a public third-party DBiLD,
-    ``docs/methods.md`` §5). A flat row (no knee) gives ``k_min``.
+    Values and ranks are scaled to ``[0, 1]`` (``v_i``, ``r_i``); the chord runs from ``(0, 1)`` to
+    ``(1, 0)``, i.e. ``1 - r_i``. Two readings of the sign, ``k = i* + 1`` in both:
+
+    * ``"knee"`` (default): ``i* = argmax_i ((1 - r_i) - v_i)``, the point farthest *below* the
+      chord, which is Kneedle's knee of a convex decreasing curve (Satopaa et al., 2011, "Finding a
+      'Kneedle' in a Haystack"). On a Gaussian logit cloud (top 256 of 32,000) the mean ``k`` is 47.
+    * ``"dbild_code"``: ``i* = argmax_i (v_i - (1 - r_i))``, the sign of the public third-party
+      DBiLD implementation (``docs/methods.md`` §5): the point farthest *above* the chord, which on
+      a convex curve is a noise excursion among the first ranks (on the same cloud ``k = 1`` for
+      about 95 % of tokens, mean ``k`` about 5; ``k_min`` then decides).
+
+    The default is the geometric knee because the sorted top logits of a language model are convex
+    and decreasing, where only the below-chord reading finds a bend; the code's sign is kept as a
+    switch because it is what the released DBiLD trains with. A flat row gives ``k_min``.
     """
+    if reading not in KNEEDLE_READINGS:
+        raise ValueError(f"kneedle reading must be one of {KNEEDLE_READINGS}, got {reading!r}")
     v = sorted_logits.float()
     big, small = v[..., :1], v[..., -1:]
     v_hat = (v - small) / (big - small).clamp_min(1e-12)
-    r = torch.linspace(0.0, 1.0, v.shape[-1], device=v.device)
-    k = ((1.0 - r) - v_hat).argmax(-1) + 1
+    chord = 1.0 - torch.linspace(0.0, 1.0, v.shape[-1], device=v.device)
+    gap = chord - v_hat if reading == "knee" else v_hat - chord
+    k = (gap.argmax(-1) + 1).masked_fill((big - small).squeeze(-1) <= 1e-12, k_min)
     return k.clamp(min=k_min, max=v.shape[-1])
 
 
 def _logit_difference_kl(student_logits: Tensor, teacher_logits: Tensor, selector: Tensor, k: int,
-                         temperature: float, reverse: bool, dynamic: bool, k_min: int) -> Tensor:
+                         temperature: float, reverse: bool, dynamic: bool, k_min: int,
+                         kneedle: str = "knee") -> Tensor:
     """Per-token KL between pairwise logit-difference distributions, ``[B, T, V] -> [B, T]``."""
     top = selector.detach().float().topk(k, dim=-1)
     zs = student_logits.float().gather(-1, top.indices) / temperature
@@ -56,7 +74,7 @@ def _logit_difference_kl(student_logits: Tensor, teacher_logits: Tensor, selecto
     i, j = _pairs(k, zs.device)
     ds, dt = zs[..., i] - zs[..., j], zt[..., i] - zt[..., j]
     if dynamic:  # pairs reaching beyond the token's own k are left out of both softmaxes
-        k_tok = kneedle_k(top.values, k_min)
+        k_tok = kneedle_k(top.values, k_min, kneedle)
         outside = j >= k_tok.unsqueeze(-1)
         ds, dt = ds.masked_fill(outside, float("-inf")), dt.masked_fill(outside, float("-inf"))
     log_s, log_t = ds.log_softmax(-1), dt.log_softmax(-1)
@@ -84,18 +102,45 @@ def bild(student_logits: Tensor, teacher_logits: Tensor, mask: Tensor | None = N
 
 def dbild(student_logits: Tensor, teacher_logits: Tensor, mask: Tensor | None = None, k_max: int = 32,
           k_min: int = 4, temperature: float = 2.0, reverse: bool = True,
-          denom: float | Tensor | None = None) -> Tensor:
+          denom: float | Tensor | None = None, kneedle: str = "knee") -> Tensor:
     """DBiLD (our reading): BiLD with per-token ``k`` by :func:`kneedle_k` on the selector's top ``k_max``.
 
     ``k`` is chosen separately for the teacher-led and the student-led term; ``reverse=True``
-    compares ``KL(softmax(d^S) || softmax(d^T))`` (Switch-KD README: reverse KL).
+    compares ``KL(softmax(d^S) || softmax(d^T))`` (Switch-KD README: reverse KL); ``kneedle`` picks
+    the sign reading of :func:`kneedle_k`. Normalisation as the source: per token a KL (a sum over
+    the pairs of one distribution), averaged over counted tokens (``mask [B, T]`` or ``denom``).
     """
     _check(student_logits, teacher_logits, k_max, temperature)
     if not 2 <= k_min <= k_max:
         raise ValueError(f"need 2 <= k_min <= k_max, got {k_min}, {k_max}")
-    terms = [_logit_difference_kl(student_logits, teacher_logits, sel, k_max, temperature, reverse, True, k_min)
+    terms = [_logit_difference_kl(student_logits, teacher_logits, sel, k_max, temperature, reverse, True, k_min,
+                                  kneedle)
              for sel in (teacher_logits, student_logits)]
     return sum(reduce_tokens(t, mask, denom) for t in terms)
+
+
+#: Readings of the visual switch: ``"switched_to_teacher"`` (default) and ``"student_to_switched"``
+SWITCH_DIRECTIONS = ("switched_to_teacher", "student_to_switched")
+
+
+def switch_pair(student_logits: Tensor, teacher_logits: Tensor, switched_logits: Tensor,
+                direction: str = "switched_to_teacher") -> tuple[Tensor, Tensor]:
+    """``(trained, reference)`` logits ``[R, V]`` of the visual-switch DBiLD term, by ``direction``.
+
+    * ``"switched_to_teacher"`` (default): the teacher run on the student's visual tokens is
+      pulled towards the plain teacher, ``DBiLD(p_switch, p)``; gradient reaches the student's
+      projector (and the width map) through the frozen teacher, so the student's visual features
+      learn to drive the teacher as the teacher's own do. Default because it is the only reading
+      in which the switch term trains the visual pathway by a route the logit term lacks.
+    * ``"student_to_switched"``: the switched logits are a detached reference for the student,
+      ``DBiLD(q, p_switch)``, the use the public third-party Switch-KD code makes of them
+      (``docs/methods.md`` §5); the projector then learns only through the student's own forward.
+    """
+    if direction not in SWITCH_DIRECTIONS:
+        raise ValueError(f"switch direction must be one of {SWITCH_DIRECTIONS}, got {direction!r}")
+    if direction == "switched_to_teacher":
+        return switched_logits, teacher_logits.detach()
+    return student_logits, switched_logits.detach()
 
 
 def visual_switch_inputs(teacher_text_embeds: Tensor, image_mask: Tensor, student_visual: Tensor,

@@ -20,7 +20,8 @@ import torch
 from torch import Tensor, nn
 
 from kdlib.losses import (HeadMap, WidthMap, attention_mse, chunked_divergence, clip_fraction, dbild,
-                          enhanced_projector_mse, pg_loss, projector_mse, single_step_weights, visual_switch_inputs)
+                          enhanced_projector_mse, pg_loss, projector_mse, single_step_weights, switch_pair,
+                          visual_switch_inputs)
 from kdlib.losses.chunked import DEFAULT_CHUNK_SIZE
 from kdlib.train.config import TrainConfig
 from kdlib.train.forward import (features, output_head, response_rows, shift_for_labels,
@@ -174,14 +175,18 @@ class AlignKDObjective(Objective):
     ``L_logit`` is the token reverse KL on response tokens (the paper's R-KLD; the code uses a
     soft cross-entropy over all positions, ``docs/methods.md`` §4), ``L_v`` the projector MSE with the
     top-16 teacher-attended visual tokens counted twice, ``L_attn`` the first-layer text-query ->
-    vision-key attention MSE. Width and head maps are trainable. Needs eager attention.
+    vision-key attention MSE; ``L_v`` and ``L_attn`` are element means, as Align-KD's code. The width
+    map is trainable; the head map is trainable by default (``train_head_map``; Align-KD's code leaves
+    its adapter untrained, see :class:`~kdlib.losses.align_kd.HeadMap`). Needs eager attention.
     """
+
+    train_head_map = True
 
     def __init__(self, student: nn.Module, teacher: nn.Module, cfg: TrainConfig) -> None:
         super().__init__(student, teacher, cfg)
         s, t = _text_config(student), _text_config(teacher)
         self.width_map = WidthMap(t.hidden_size, s.hidden_size)
-        self.head_map = HeadMap(t.num_attention_heads, s.num_attention_heads)
+        self.head_map = HeadMap(t.num_attention_heads, s.num_attention_heads, self.train_head_map)
         self.image_token_id = student.config.image_token_id
 
     def terms(self, micro: dict[str, Any]) -> dict[str, Tensor]:
@@ -213,6 +218,10 @@ class SwitchKDObjective(Objective):
     """
 
     weights = SWITCH_KD_WEIGHTS
+    #: :func:`~kdlib.losses.switch_kd.kneedle_k` reading and :func:`~kdlib.losses.switch_kd.switch_pair`
+    #: direction (each docstring names the other reading and why this one is the default)
+    kneedle = "knee"
+    switch_direction = "switched_to_teacher"
 
     def __init__(self, student: nn.Module, teacher: nn.Module, cfg: TrainConfig) -> None:
         super().__init__(student, teacher, cfg)
@@ -232,8 +241,9 @@ class SwitchKDObjective(Objective):
         w_logits = output_head(self.teacher)(fw.hidden[:, :-1][mask])
         ones = torch.ones(s_logits.shape[0], device=s_logits.device)
         return {"ce": self.ce(fs.hidden, labels, micro["denom"]),
-                "dbild": dbild(s_logits, t_logits, ones, denom=micro["denom"]),
-                "switch": dbild(w_logits, t_logits, ones, denom=micro["denom"])}
+                "dbild": dbild(s_logits, t_logits, ones, denom=micro["denom"], kneedle=self.kneedle),
+                "switch": dbild(*switch_pair(s_logits, t_logits, w_logits, self.switch_direction), ones,
+                                denom=micro["denom"], kneedle=self.kneedle)}
 
 
 OBJECTIVES: dict[str, type[Objective]] = {

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from kdlib.losses.projector import WidthMap
-from kdlib.losses.switch_kd import _logit_difference_kl, bild, dbild, kneedle_k, visual_switch_inputs
+from kdlib.losses.switch_kd import _logit_difference_kl, bild, dbild, kneedle_k, switch_pair, visual_switch_inputs
 
 
 def _reference_bild_token(zs: torch.Tensor, zt: torch.Tensor, k: int, tau: float) -> float:
@@ -53,6 +53,33 @@ def test_kneedle_finds_the_head_of_a_step() -> None:
     head_tail = torch.tensor([[9.0, 8.8, 8.9, 1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4]]).sort(-1, descending=True).values
     assert kneedle_k(head_tail).tolist() == [4]  # the 3 head values plus the knee point
     assert kneedle_k(torch.ones(1, 10), k_min=3).tolist() == [3]  # flat: no knee
+    assert kneedle_k(torch.ones(1, 10), k_min=3, reading="dbild_code").tolist() == [3]
+    with pytest.raises(ValueError, match="kneedle reading"):
+        kneedle_k(head_tail, reading="kneedle")
+
+
+def test_kneedle_readings_on_a_gaussian_logit_cloud() -> None:
+    """Top 256 of 32,000 Gaussian logits: convex and decreasing, so the knee lies below the chord."""
+    logits = torch.randn(64, 32000, generator=torch.Generator().manual_seed(3)).topk(256, -1).values
+    v = (logits - logits[:, -1:]) / (logits[:, :1] - logits[:, -1:])
+    chord = 1 - torch.linspace(0, 1, 256)
+    knee, code = kneedle_k(logits, k_min=1), kneedle_k(logits, k_min=1, reading="dbild_code")
+    assert torch.equal(knee, (chord - v).argmax(-1) + 1) and torch.equal(code, (v - chord).argmax(-1) + 1)
+    assert (chord - v).gather(1, knee[:, None] - 1).min() > 0  # below the chord
+    assert code.float().mean() < knee.float().mean() / 3  # the code's sign keeps a much shorter head
+
+
+def test_switch_pair_readings() -> None:
+    g = torch.Generator().manual_seed(4)
+    s, t, w = (torch.randn(3, 10, generator=g, requires_grad=True) for _ in range(3))
+    trained, ref = switch_pair(s, t, w)
+    assert trained is w and torch.equal(ref, t) and not ref.requires_grad
+    trained, ref = switch_pair(s, t, w, "student_to_switched")
+    assert trained is s and torch.equal(ref, w) and not ref.requires_grad
+    dbild(*switch_pair(s, t, w, "student_to_switched"), k_max=8, k_min=2).backward()
+    assert s.grad is not None and w.grad is None  # the switched logits are only a reference
+    with pytest.raises(ValueError, match="switch direction"):
+        switch_pair(s, t, w, "both")
 
 
 def test_dbild_with_fixed_k_equals_bild_forward() -> None:
@@ -60,6 +87,7 @@ def test_dbild_with_fixed_k_equals_bild_forward() -> None:
     s, t = torch.randn(2, 3, 16, generator=g), torch.randn(2, 3, 16, generator=g)
     # k_min = k_max forces k, and the forward direction makes DBiLD = BiLD
     assert torch.allclose(dbild(s, t, k_max=6, k_min=6, temperature=3.0, reverse=False), bild(s, t, k=6), atol=1e-6)
+    assert not torch.allclose(dbild(s, t, k_max=16, k_min=2), dbild(s, t, k_max=16, k_min=2, kneedle="dbild_code"))
     value = dbild(s.requires_grad_(), t, k_max=8, k_min=2)
     (grad,) = torch.autograd.grad(value, s)
     assert torch.isfinite(value) and torch.isfinite(grad).all()
