@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from kdlib.devices import pick_device
-from kdlib.faults import require_writable
+from kdlib.files import require_writable
 from kdlib.paths import REPO_ROOT, resolve_data_root
 from kdlib.profiles import Profile
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from kdlib.errors import UserError
-from kdlib.faults import require_writable
+from kdlib.files import require_writable
 from kdlib.files import write_json
 from kdlib.paths import REPO_ROOT, resolve_data_root
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from accelerate import Accelerator
 
 from kdlib.errors import UserError
-from kdlib.faults import remove, writing
+from kdlib.files import remove, writing
 
 PREFIX = "step-"
 

@@ -28,7 +28,7 @@ from accelerate import PartialState
 from kdlib.data.pretrain import pretrain_texts
 from kdlib.data.records import decode_record_images, records_digest
 from kdlib.errors import UserError
-from kdlib.faults import remove_stale, writing
+from kdlib.files import remove_stale, writing
 from kdlib.data.study import Study, corpus_texts, load_study
 from kdlib.files import write_json
 from kdlib.models import ModelPair, build_pair, build_tokenizer, load_mllm, save_mllm
