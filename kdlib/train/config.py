@@ -69,10 +69,15 @@ class TrainConfig:
     do_sample: bool = True
     minillm: MiniLLMConfig = field(default_factory=MiniLLMConfig)  # rewards, returns, PPO clip, mixing
     align_coef: float = 1.0  # weight of the projector MSE (the paper gives none)
+    single_coef: float = 1.0  # weight of the single-step term (Eq. 10 sums the terms with weight 1)
+    long_coef: float = 1.0  # weight of the long-term PPO term
+    lm_coef: float = 1.0  # weight of the LM loss on D_PT (Eq. 7)
     pt_batch_size: int = 0  # D_PT sequences per global step; 0 = batch_size
     divergence: str = "reverse_kl"  # paper's single-step term: reverse_kl (Eq. 8), or jsd / forward_kl (GKD)
     jsd_beta: float = 0.5  # beta of the generalized JSD when divergence is jsd
     ppo_epochs: int = 1  # updates per batch of rollouts (``paper``; MiniLLM: 4)
+    val_every: int = 0  # validation loss every n steps, best-validation weights kept; 0 = off
+    grad_norm_every: int = 0  # log each term's gradient norm and cosine to the total every n steps; 0 = off
 
     def __post_init__(self) -> None:
         problems = []
@@ -105,6 +110,11 @@ class TrainConfig:
             problems.append(f"divergence must be one of {', '.join(DIVERGENCES)} and jsd_beta in (0, 1)")
         if self.ppo_epochs < 1 or (self.ppo_epochs > 1 and self.method != "paper"):
             problems.append(f"ppo_epochs must be >= 1, and > 1 only for the paper method (got {self.ppo_epochs})")
+        if self.val_every < 0 or self.grad_norm_every < 0:
+            problems.append(f"val_every and grad_norm_every must be >= 0 (got {self.val_every}, {self.grad_norm_every})")
+        coefs = (self.align_coef, self.single_coef, self.long_coef, self.lm_coef)
+        if not all(0.0 <= c < math.inf for c in coefs):
+            problems.append(f"align_coef, single_coef, long_coef and lm_coef must be finite and >= 0 (got {coefs})")
         if self.ablate >= {"align", "single", "long", "lm"}:
             problems.append("every term of paper is ablated: nothing to optimise")
         if problems:
@@ -115,7 +125,7 @@ class TrainConfig:
                      seed: int = 0, progress: bool = True, form: str = "code", **changes: Any) -> "TrainConfig":
         """The run of ``method`` at ``profile``.
 
-        SFT takes ``train.sft_steps`` at ``train.lr``, distillation ``train.kd_steps`` at ``train.kd_lr``;
+        SFT takes ``train.sft_steps`` at ``train.lr`` with validation every ``train.val_every`` steps, distillation ``train.kd_steps`` at ``train.kd_lr``;
         ``form`` is the MiniLLM estimator of ``paper`` (:class:`~kdlib.losses.minillm.MiniLLMConfig`:
         ``code``, ``paper`` or ``unbiased``); ``changes`` override any field.
         """
@@ -128,7 +138,9 @@ class TrainConfig:
                    lr=t.lr if sft else t.kd_lr, warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
                    grad_clip=t.grad_clip, max_length=profile.data.max_length, seed=seed,
                    checkpoint_every=t.checkpoint_every, dtype=profile.dtype, progress=progress, ablate=ablated,
-                   max_new_tokens=t.max_new_tokens, minillm=minillm)
+                   max_new_tokens=t.max_new_tokens, minillm=minillm, val_every=t.val_every if sft else 0,
+                   grad_norm_every=0 if sft else t.grad_norm_every, align_coef=t.align_coef,
+                   single_coef=t.single_coef, long_coef=t.long_coef, lm_coef=t.lm_coef)
         return dataclasses.replace(base, **changes) if changes else base
 
     @property

@@ -109,7 +109,8 @@ class PaperObjective(Objective):
 
     def __init__(self, student: nn.Module, teacher: nn.Module, cfg: TrainConfig) -> None:
         super().__init__(student, teacher, cfg)
-        self.weights = {"align": cfg.align_coef}
+        self.weights = {"align": cfg.align_coef, "single": cfg.single_coef, "long": cfg.long_coef,
+                        "lm": cfg.lm_coef}
         self.on = set(cfg.terms)
         if "align" in self.on:
             self.width_map = WidthMap(_text_config(teacher).hidden_size, _text_config(student).hidden_size)

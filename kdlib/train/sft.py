@@ -27,7 +27,8 @@ def train_sft(model: nn.Module, tokenizer: Any, image_processor: Any, study: Stu
               profile: Profile, run_dir: Path, resume: bool = False,
               device: str | torch.device | None = None) -> TrainResult:
     """Fine-tune ``model`` (teacher or baseline student) on ``study.train`` for ``cfg.steps`` steps
-    (``cfg`` from :meth:`TrainConfig.from_profile` with method ``sft``)."""
+    (``cfg`` from :meth:`TrainConfig.from_profile` with method ``sft``); with ``cfg.val_every`` the
+    returned model has the weights of the step with the lowest loss on ``study.val``."""
     if cfg.method != "sft":
         raise ValueError(f"train_sft trains method sft, not {cfg.method!r}; use distill")
     accelerator = make_accelerator(cfg, device)
@@ -35,6 +36,6 @@ def train_sft(model: nn.Module, tokenizer: Any, image_processor: Any, study: Stu
     model = apply_lora(model, profile.lora)
     objective = build_objective(model, None, cfg)
     task = GroundTruthTask(objective, study.train, train_collator(model, tokenizer, image_processor, cfg),
-                           cfg, accelerator)
+                           cfg, accelerator, val_records=study.val if cfg.val_every else ())
     metrics = run_task(task, cfg, profile, run_dir, accelerator, resume)
     return TrainResult(model.eval(), metrics, cfg)
