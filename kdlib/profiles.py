@@ -128,6 +128,8 @@ class TrainSpec:
     single_coef: float = 1.0
     long_coef: float = 1.0
     lm_coef: float = 1.0
+    guided_kd_ratio: float = 0.5  # teacher share of the guided SFT (MiniLLM's KD baseline, torchtune: 0.5)
+    kd_init: str = "sft"  # distillation starts from the plain SFT student (sft) or the teacher-guided one (guided)
 
     def __post_init__(self) -> None:
         _check(self.sft_steps >= 0 and self.kd_steps >= 0, "steps must be >= 0")
@@ -136,6 +138,8 @@ class TrainSpec:
         _check(self.batch_size > 0 and self.lr > 0 and self.kd_lr > 0, "batch_size and lrs must be > 0")
         _check(0.0 <= self.mix_alpha <= 1.0, f"mix_alpha {self.mix_alpha} not in [0, 1]")
         _check(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio must be in [0, 1)")
+        _check(self.kd_init in ("sft", "guided"), f"train.kd_init {self.kd_init!r} must be sft or guided")
+        _check(0.0 < self.guided_kd_ratio < 1.0, f"train.guided_kd_ratio {self.guided_kd_ratio} must be in (0, 1)")
         _check(self.val_every >= 0 and self.grad_norm_every >= 0, "val_every and grad_norm_every must be >= 0")
         for name in ("align_coef", "single_coef", "long_coef", "lm_coef"):
             _check(0.0 <= getattr(self, name) < math.inf, f"train.{name} {getattr(self, name)} must be finite and >= 0")
@@ -263,7 +267,7 @@ def _small() -> Profile:
         lora=LoRASpec(r=0),
         data=DataSpec(per_class=40, vqa_per_type=400, captions=600, max_length=256, decode_images=True),
         train=TrainSpec(sft_steps=300, kd_steps=150, batch_size=8, lr=1e-4, kd_lr=2e-5, max_new_tokens=16,
-                        checkpoint_every=25, val_every=25, grad_norm_every=10),
+                        checkpoint_every=25, val_every=25, grad_norm_every=10, kd_init="guided"),
         budget="about 2 h per seed on a 2-core CPU (train + evaluate), minutes on a GPU",
     )
 

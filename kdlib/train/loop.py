@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from kdlib.errors import UserError
 from kdlib.train import checkpoint
-from kdlib.train.config import TrainConfig
+from kdlib.train.config import SFT_METHODS, TrainConfig
 from kdlib.train.metrics_log import MetricsLog
 from kdlib.train.term_gradients import term_gradient_stats, term_gradients
 from kdlib.train.validation import BestWeights, validation_loss
@@ -177,7 +177,7 @@ def run(task: Task, cfg: TrainConfig, run_dir: Path, accelerator: Accelerator, r
     log = MetricsLog(run_dir / "metrics.jsonl", enabled=accelerator.is_main_process)
     best = BestWeights(run_dir, accelerator)
     _start(accelerator, run_dir, resume, log, progress, best)
-    module.train(cfg.method == "sft")  # distillation runs without dropout, as MiniLLM does
+    module.train(cfg.method in SFT_METHODS)  # distillation runs without dropout, as MiniLLM does
     bar = tqdm(total=cfg.steps, initial=progress.step, desc=cfg.run_name,
                disable=not (cfg.progress and accelerator.is_main_process))
     clock = time.perf_counter()
