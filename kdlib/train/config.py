@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from kdlib.losses.minillm import MiniLLMConfig
-from kdlib.profiles import NOT_IN_RUNS, Profile, without
+from kdlib.profiles import NOT_IN_RUNS, Profile, TrainSpec, without
 
 METHODS = ("sft", "guided_sft", "paper", "forward_kl", "reverse_kl", "align_kd", "switch_kd")
 ABLATIONS = ("align", "single", "long", "lm", "teacher_mix", "length_norm")
@@ -220,8 +220,10 @@ def changed_fields(saved: Mapping[str, Any], cfg: TrainConfig, profile: Profile)
 
 
 def _defaults() -> dict[str, Any]:
-    """``train.<field>`` defaults of the fields with one: a field added after a run was saved reads as its default."""
-    return {f"train.{f.name}": f.default for f in dataclasses.fields(TrainConfig)
+    """``train.<field>`` and ``profile.train.<field>`` defaults of the fields with one: a field added after
+    a run was saved reads as its default."""
+    return {f"{prefix}.{f.name}": f.default for prefix, cls in (("train", TrainConfig), ("profile.train", TrainSpec))
+            for f in dataclasses.fields(cls)
             if f.default is not dataclasses.MISSING and not isinstance(f.default, (frozenset, tuple))}
 
 
