@@ -122,6 +122,14 @@ class TrainSpec:
     max_new_tokens: int = 16  # response length sampled during distillation
     grounding_steps: int = 0  # second phase on the grounding data (paper: 1,600)
     checkpoint_every: int = 0  # 0 = only at the end
+    val_every: int = 0  # SFT: validation loss every n steps, lowest-validation weights kept; 0 = off
+    grad_norm_every: int = 0  # distillation: each term's gradient norm logged every n steps; 0 = off
+    align_coef: float = 1.0  # weights of the paper method's terms (Eq. 10 adds them with weight 1)
+    single_coef: float = 1.0
+    long_coef: float = 1.0
+    lm_coef: float = 1.0
+    guided_kd_ratio: float = 0.5  # teacher share of the guided SFT (MiniLLM's KD baseline, torchtune: 0.5)
+    kd_init: str = "sft"  # distillation starts from the plain SFT student (sft) or the teacher-guided one (guided)
 
     def __post_init__(self) -> None:
         _check(self.sft_steps >= 0 and self.kd_steps >= 0, "steps must be >= 0")
@@ -130,6 +138,11 @@ class TrainSpec:
         _check(self.batch_size > 0 and self.lr > 0 and self.kd_lr > 0, "batch_size and lrs must be > 0")
         _check(0.0 <= self.mix_alpha <= 1.0, f"mix_alpha {self.mix_alpha} not in [0, 1]")
         _check(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio must be in [0, 1)")
+        _check(self.kd_init in ("sft", "guided"), f"train.kd_init {self.kd_init!r} must be sft or guided")
+        _check(0.0 < self.guided_kd_ratio < 1.0, f"train.guided_kd_ratio {self.guided_kd_ratio} must be in (0, 1)")
+        _check(self.val_every >= 0 and self.grad_norm_every >= 0, "val_every and grad_norm_every must be >= 0")
+        for name in ("align_coef", "single_coef", "long_coef", "lm_coef"):
+            _check(0.0 <= getattr(self, name) < math.inf, f"train.{name} {getattr(self, name)} must be finite and >= 0")
 
 
 NOT_IN_RUNS = ("description", "budget", "seeds", "train.checkpoint_every", "data.decode_images")
@@ -254,7 +267,7 @@ def _small() -> Profile:
         lora=LoRASpec(r=0),
         data=DataSpec(per_class=40, vqa_per_type=400, captions=600, max_length=256, decode_images=True),
         train=TrainSpec(sft_steps=300, kd_steps=150, batch_size=8, lr=1e-4, kd_lr=2e-5, max_new_tokens=16,
-                        checkpoint_every=25),
+                        checkpoint_every=25, val_every=25, grad_norm_every=10, kd_init="guided"),
         budget="about 2 h per seed on a 2-core CPU (train + evaluate), minutes on a GPU",
     )
 
@@ -272,7 +285,8 @@ def _paper() -> Profile:
         lora=LoRASpec(r=64, alpha=16, dropout=0.05),
         data=DataSpec(per_class=0, vqa_per_type=0, captions=0, max_length=2048, decode_images=True),
         train=TrainSpec(sft_steps=2400, kd_steps=2400, batch_size=144, lr=2e-4, kd_lr=5e-6,
-                        max_new_tokens=256, grounding_steps=1600, checkpoint_every=200),
+                        max_new_tokens=256, grounding_steps=1600, checkpoint_every=200,
+                        val_every=200),
         dtype="bfloat16",
         budget="6 x A100-80GB; the teacher is a user-given GeoChat-13B path or hub id (teacher.name_or_path)",
         seeds=1,

@@ -5,6 +5,8 @@
 
 =============  =========================================================================
 ``sft``        cross-entropy on the ground-truth responses (teacher SFT, student baseline)
+``guided_sft`` the student's Table 1 initialisation: ``(1 - k) CE`` on the ground truth + ``k KL(p || q)``
+               to the teacher on the same tokens (``k = guided_kd_ratio``), best validation kept
 ``paper``      core paper Eq. 10 / Table 1: projector MSE (Eq. 4-5) + single-step reverse KL
                + length-normalised long-term PPO term on teacher-mixed samples (Eq. 8-9,
                MiniLLM code form) + LM loss on ``D_PT`` (Eq. 7)
@@ -28,11 +30,15 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from kdlib.losses.minillm import MiniLLMConfig
-from kdlib.profiles import NOT_IN_RUNS, Profile, without
+from kdlib.profiles import NOT_IN_RUNS, Profile, TrainSpec, without
 
-METHODS = ("sft", "paper", "forward_kl", "reverse_kl", "align_kd", "switch_kd")
+METHODS = ("sft", "guided_sft", "paper", "forward_kl", "reverse_kl", "align_kd", "switch_kd")
 ABLATIONS = ("align", "single", "long", "lm", "teacher_mix", "length_norm")
 ROLES = ("teacher", "student")
+SFT_METHODS = ("sft", "guided_sft")
+"""Fine-tuning from the untrained student (or teacher): SFT steps and learning rate, dropout on, validation."""
+KD_INITS = ("sft", "guided")
+"""Where distillation starts: the plain SFT student (``student_sft``) or the teacher-guided one (``student_guided``)."""
 DIVERGENCES = ("reverse_kl", "forward_kl", "jsd")
 NOT_IN_RESULTS = ("progress", "checkpoint_every", "keep_checkpoints")
 """TrainConfig fields that change how a run reports and saves, not the model it trains."""
@@ -69,10 +75,16 @@ class TrainConfig:
     do_sample: bool = True
     minillm: MiniLLMConfig = field(default_factory=MiniLLMConfig)  # rewards, returns, PPO clip, mixing
     align_coef: float = 1.0  # weight of the projector MSE (the paper gives none)
+    single_coef: float = 1.0  # weight of the single-step term (Eq. 10 sums the terms with weight 1)
+    long_coef: float = 1.0  # weight of the long-term PPO term
+    lm_coef: float = 1.0  # weight of the LM loss on D_PT (Eq. 7)
     pt_batch_size: int = 0  # D_PT sequences per global step; 0 = batch_size
     divergence: str = "reverse_kl"  # paper's single-step term: reverse_kl (Eq. 8), or jsd / forward_kl (GKD)
     jsd_beta: float = 0.5  # beta of the generalized JSD when divergence is jsd
     ppo_epochs: int = 1  # updates per batch of rollouts (``paper``; MiniLLM: 4)
+    val_every: int = 0  # validation loss every n steps, best-validation weights kept; 0 = off
+    grad_norm_every: int = 0  # log each term's gradient norm and cosine to the total every n steps; 0 = off
+    guided_kd_ratio: float = 0.5  # teacher share k of guided_sft (LMOps' KD baseline and torchtune: 0.5)
 
     def __post_init__(self) -> None:
         problems = []
@@ -105,6 +117,13 @@ class TrainConfig:
             problems.append(f"divergence must be one of {', '.join(DIVERGENCES)} and jsd_beta in (0, 1)")
         if self.ppo_epochs < 1 or (self.ppo_epochs > 1 and self.method != "paper"):
             problems.append(f"ppo_epochs must be >= 1, and > 1 only for the paper method (got {self.ppo_epochs})")
+        if not 0.0 < self.guided_kd_ratio < 1.0:
+            problems.append(f"guided_kd_ratio must be in (0, 1) so both signals guide (got {self.guided_kd_ratio})")
+        if self.val_every < 0 or self.grad_norm_every < 0:
+            problems.append(f"val_every and grad_norm_every must be >= 0 (got {self.val_every}, {self.grad_norm_every})")
+        coefs = (self.align_coef, self.single_coef, self.long_coef, self.lm_coef)
+        if not all(0.0 <= c < math.inf for c in coefs):
+            problems.append(f"align_coef, single_coef, long_coef and lm_coef must be finite and >= 0 (got {coefs})")
         if self.ablate >= {"align", "single", "long", "lm"}:
             problems.append("every term of paper is ablated: nothing to optimise")
         if problems:
@@ -115,20 +134,23 @@ class TrainConfig:
                      seed: int = 0, progress: bool = True, form: str = "code", **changes: Any) -> "TrainConfig":
         """The run of ``method`` at ``profile``.
 
-        SFT takes ``train.sft_steps`` at ``train.lr``, distillation ``train.kd_steps`` at ``train.kd_lr``;
+        SFT takes ``train.sft_steps`` at ``train.lr`` with validation every ``train.val_every`` steps, distillation ``train.kd_steps`` at ``train.kd_lr``;
         ``form`` is the MiniLLM estimator of ``paper`` (:class:`~kdlib.losses.minillm.MiniLLMConfig`:
         ``code``, ``paper`` or ``unbiased``); ``changes`` override any field.
         """
         t = profile.train
         ablated = frozenset(ablate)
-        sft = method == "sft"
+        sft = method in SFT_METHODS
         minillm = MiniLLMConfig(form=form, mix_alpha=0.0 if "teacher_mix" in ablated else t.mix_alpha,  # type: ignore[arg-type]
                                 length_norm=False if "length_norm" in ablated else None)
         base = cls(method=method, role=role, steps=t.sft_steps if sft else t.kd_steps, batch_size=t.batch_size,
                    lr=t.lr if sft else t.kd_lr, warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
                    grad_clip=t.grad_clip, max_length=profile.data.max_length, seed=seed,
                    checkpoint_every=t.checkpoint_every, dtype=profile.dtype, progress=progress, ablate=ablated,
-                   max_new_tokens=t.max_new_tokens, minillm=minillm)
+                   max_new_tokens=t.max_new_tokens, minillm=minillm, val_every=t.val_every if sft else 0,
+                   grad_norm_every=0 if method == "sft" else t.grad_norm_every, align_coef=t.align_coef,
+                   single_coef=t.single_coef, long_coef=t.long_coef, lm_coef=t.lm_coef,
+                   guided_kd_ratio=t.guided_kd_ratio)
         return dataclasses.replace(base, **changes) if changes else base
 
     @property
@@ -136,7 +158,7 @@ class TrainConfig:
         """Names of the loss terms this run optimises (the keys logged besides ``loss``)."""
         if self.method == "paper":
             return tuple(name for name in ("align", "single", "long", "lm") if name not in self.ablate)
-        return {"sft": ("ce",), "forward_kl": ("forward_kl",), "reverse_kl": ("reverse_kl",),
+        return {"sft": ("ce",), "guided_sft": ("ce", "forward_kl"), "forward_kl": ("forward_kl",), "reverse_kl": ("reverse_kl",),
                 "align_kd": ("ce", "logit", "visual", "attention"), "switch_kd": ("ce", "dbild", "switch")}[self.method]
 
     @property
@@ -156,7 +178,7 @@ class TrainConfig:
 
 def run_name(method: str, ablate: Iterable[str] = (), role: str = "student", form: str = "code",
              ppo_epochs: int = 1) -> str:
-    """The one name of a run, its model folder and its results: ``teacher``, ``student_sft``,
+    """The one name of a run, its model folder and its results: ``teacher``, ``student_sft``, ``student_guided``,
     ``student_kd`` (``paper``), ``student_kd-no_<term>...`` (``paper`` with ``ablate``), ``student_<method>``;
     a MiniLLM ``form`` other than ``code`` and ``ppo_epochs > 1`` add ``_<form>`` and ``_ppo<n>``
     after ``student_kd``."""
@@ -167,10 +189,18 @@ def run_name(method: str, ablate: Iterable[str] = (), role: str = "student", for
         raise ValueError(f"unknown ablation(s) {sorted(unknown)}; choose from {', '.join(ABLATIONS)}")
     if method == "sft":
         return "teacher" if role == "teacher" else "student_sft"
+    if method == "guided_sft":
+        return "student_guided"
     if method == "paper":
         variant = ("" if form == "code" else f"_{form}") + ("" if ppo_epochs == 1 else f"_ppo{ppo_epochs}")
         return "student_kd" + variant + "".join(f"-no_{a}" for a in sorted(ablate))
     return f"student_{method}"
+
+
+def kd_start(profile: Profile) -> str:
+    """The model every distillation run starts from: ``student_sft``, or ``student_guided`` when
+    ``profile.train.kd_init`` is ``guided`` (the core paper's Table 1 and MiniLLM)."""
+    return run_name("guided_sft" if profile.train.kd_init == "guided" else "sft")
 
 
 def run_record(cfg: TrainConfig, profile: Profile) -> dict[str, Any]:
@@ -190,8 +220,10 @@ def changed_fields(saved: Mapping[str, Any], cfg: TrainConfig, profile: Profile)
 
 
 def _defaults() -> dict[str, Any]:
-    """``train.<field>`` defaults of the fields with one: a field added after a run was saved reads as its default."""
-    return {f"train.{f.name}": f.default for f in dataclasses.fields(TrainConfig)
+    """``train.<field>`` and ``profile.train.<field>`` defaults of the fields with one: a field added after
+    a run was saved reads as its default."""
+    return {f"{prefix}.{f.name}": f.default for prefix, cls in (("train", TrainConfig), ("profile.train", TrainSpec))
+            for f in dataclasses.fields(cls)
             if f.default is not dataclasses.MISSING and not isinstance(f.default, (frozenset, tuple))}
 
 

@@ -39,7 +39,7 @@ from kdlib.models import apply_lora, check_same_vocab, freeze
 from kdlib.profiles import Profile
 from kdlib.sampling import Rollout, mixed_sample
 from kdlib.train.batches import (BatchOrder, global_count, local_block, micro_slices, step_generator, to_device)
-from kdlib.train.config import TrainConfig
+from kdlib.train.config import SFT_METHODS, TrainConfig
 from kdlib.train.methods import Objective, build_objective
 from kdlib.train.harness import GroundTruthTask, TrainResult, make_accelerator, run_task, train_collator
 
@@ -163,8 +163,8 @@ def distill_records(student: nn.Module, teacher: nn.Module, tokenizer: Any, reco
     a multimodal collator adds ``pixel_values``, which every forward then passes on (a text-only
     pair is the same run without image features).
     """
-    if cfg.method == "sft":
-        raise ValueError("distill trains a distillation method; use train_sft for sft")
+    if cfg.method in SFT_METHODS:
+        raise ValueError(f"distill trains a distillation method; use train_sft for {cfg.method}")
     check_same_vocab(teacher, student)
     accelerator = make_accelerator(cfg, device)
     set_seed(cfg.seed)

@@ -12,6 +12,8 @@ from kdlib.train.metrics_log import TIMING_KEYS, read_metrics
 
 #: logged keys that are not loss terms
 NOT_LOSSES = ("step", "lr", "grad_norm", "tokens", *TIMING_KEYS)
+#: logged on some steps only: validation loss, per-term gradient norms and cosines
+NOT_LOSS_PREFIXES = ("val_", "grad_norm_", "grad_cos_")
 
 #: what each term is, for panel titles
 TERM_TITLES = {
@@ -29,7 +31,7 @@ def loss_terms(metrics: Path) -> dict[str, np.ndarray]:
     if not records:
         raise ValueError(f"{metrics}: no complete step logged")
     order = list(TERM_TITLES)
-    names = sorted((k for k in records[0] if k not in NOT_LOSSES),
+    names = sorted((k for k in records[0] if k not in NOT_LOSSES and not k.startswith(NOT_LOSS_PREFIXES)),
                    key=lambda k: (order.index(k) if k in order else len(order), k))
     return {k: np.array([r[k] for r in records], dtype=float) for k in names}
 

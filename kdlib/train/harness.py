@@ -16,7 +16,7 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
@@ -29,7 +29,8 @@ from kdlib.models import num_image_tokens
 from kdlib.models.lora import unwrap
 from kdlib.profiles import Profile
 from kdlib.train import checkpoint, loop
-from kdlib.train.batches import BatchOrder, ground_truth_micro_batches, local_block
+from kdlib.train.batches import (BatchOrder, ground_truth_micro_batches, local_block, micro_slices, scored_tokens,
+                                 to_device)
 from kdlib.train.config import TrainConfig, changed_fields, run_record
 from kdlib.train.methods import Objective
 
@@ -76,13 +77,23 @@ def write_config(run_dir: Path, cfg: TrainConfig, profile: Profile, accelerator:
 
 
 class GroundTruthTask:
-    """Batches of ground-truth conversations (SFT and the token-level distillation methods)."""
+    """Batches of ground-truth conversations (SFT and the token-level distillation methods); ``val_records``
+    are the validation split of a run with ``cfg.val_every``."""
 
     def __init__(self, objective: Objective, records: Sequence[Record], collate: Collator, cfg: TrainConfig,
-                 accelerator: Accelerator) -> None:
+                 accelerator: Accelerator, val_records: Sequence[Record] = ()) -> None:
         self.module, self.records, self.collate = objective, list(records), collate
         self.cfg, self.accelerator = cfg, accelerator
         self.order = BatchOrder(len(self.records), cfg.batch_size, cfg.seed)
+        self.val_records = list(val_records)
+        if cfg.val_every and not self.val_records:
+            raise ValueError(f"{cfg.run_name}: val_every {cfg.val_every} needs validation records, and the val split is empty")
+
+    def validation_batches(self) -> Iterator[dict[str, Any]]:
+        """Every validation record once, whole on each process, in micro-batches with ``denom`` 1."""
+        for rows in micro_slices(len(self.val_records), self.cfg.micro_batch_size or self.cfg.batch_size):
+            batch = to_device(self.collate(self.val_records[rows]), self.accelerator.device)
+            yield {**batch, "denom": 1.0, "share": 1.0, "num_scored": int(scored_tokens(batch["labels"]))}
 
     def micro_batches(self, step: int) -> list[dict[str, Any]]:
         chosen = local_block([self.records[i] for i in self.order.indices(step)], self.accelerator)

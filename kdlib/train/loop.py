@@ -26,8 +26,10 @@ from tqdm.auto import tqdm
 
 from kdlib.errors import UserError
 from kdlib.train import checkpoint
-from kdlib.train.config import TrainConfig
+from kdlib.train.config import SFT_METHODS, TrainConfig
 from kdlib.train.metrics_log import MetricsLog
+from kdlib.train.term_gradients import term_gradient_stats, term_gradients
+from kdlib.train.validation import BestWeights, validation_loss
 
 
 class Task(Protocol):
@@ -41,6 +43,12 @@ class Task(Protocol):
         Each carries an int ``num_tokens`` (non-pad inputs, for throughput) and, when it holds
         sampled responses, ``num_generated`` (response tokens sampled); both are removed before the forward.
         """
+        ...
+
+    def validation_batches(self) -> list[dict[str, Any]]:
+        """Micro-batches of the validation split (needed when ``cfg.val_every > 0``): each with ``denom``
+        1 (summed loss) and ``num_scored``, the items its loss sums over
+        (:func:`~kdlib.train.validation.validation_loss`)."""
         ...
 
 
@@ -72,15 +80,18 @@ def _optimizer(module: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 def _start(accelerator: Accelerator, run_dir: Path, resume: bool, log: MetricsLog,
-           progress: checkpoint.Progress) -> None:
-    """Resume from the newest readable checkpoint, or start afresh (old checkpoints and metrics removed)."""
+           progress: checkpoint.Progress, best: BestWeights) -> None:
+    """Resume from the newest readable checkpoint, or start afresh (old checkpoints, metrics and
+    best-validation weights removed)."""
     ckpts = run_dir / "checkpoints"
     if accelerator.is_main_process:
         checkpoint.remove_partial(ckpts)
     accelerator.wait_for_everyone()
     if resume and checkpoint.load_newest(accelerator, ckpts) is not None:
         log.truncate(progress.step)
+        best.restore(progress.step)
         return
+    best.reset()
     if accelerator.is_main_process:
         for old in checkpoint.complete_checkpoints(ckpts):
             shutil.rmtree(old)
@@ -121,7 +132,14 @@ def _step(task: Task, module: nn.Module, optimizer, scheduler, accelerator: Acce
             accelerator.backward(terms["loss"])
         for key, value in terms.items():
             totals[key] += value.detach().float()
-    grad_norm = accelerator.clip_grad_norm_([p for p in module.parameters() if p.requires_grad], cfg.grad_clip)
+    params = [p for p in module.parameters() if p.requires_grad]
+    diagnostics: dict[str, float] = {}
+    if cfg.grad_norm_every and (step + 1) % cfg.grad_norm_every == 0:
+        weights = accelerator.unwrap_model(module).weights
+        grads = term_gradients(module, micros, cfg.terms, weights, params, accelerator)
+        total = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        diagnostics = term_gradient_stats(grads, total)
+    grad_norm = accelerator.clip_grad_norm_(params, cfg.grad_clip)
     lr = optimizer.param_groups[0]["lr"]
     names = sorted(totals)
     means = accelerator.reduce(torch.stack([totals[k] for k in names]), reduction="mean").tolist()
@@ -134,7 +152,8 @@ def _step(task: Task, module: nn.Module, optimizer, scheduler, accelerator: Acce
     seconds = time.perf_counter() - start
     return {"step": step + 1, **dict(zip(names, means)), "lr": lr, "grad_norm": float(grad_norm),
             "tokens": tokens, "tokens_per_s": tokens / seconds, "generated_tokens": generated, "step_s": seconds,
-            "cpu_s": time.process_time() - cpu_start, "peak_mem_mb": peak_memory_mb(accelerator.device)}
+            "cpu_s": time.process_time() - cpu_start, "peak_mem_mb": peak_memory_mb(accelerator.device),
+            **diagnostics}
 
 
 def run(task: Task, cfg: TrainConfig, run_dir: Path, accelerator: Accelerator, resume: bool = False) -> Path:
@@ -142,7 +161,11 @@ def run(task: Task, cfg: TrainConfig, run_dir: Path, accelerator: Accelerator, r
 
     With ``cfg.checkpoint_every`` the last step is checkpointed too, so the trained weights survive a
     failed final save (``--resume`` then only saves the model). A non-finite loss term or gradient
-    norm stops the run (:class:`TrainingDiverged`).
+    norm stops the run (:class:`TrainingDiverged`). With ``cfg.val_every`` the validation loss is
+    logged (``val_loss``) every ``val_every`` steps and after the last, and the module ends with the
+    weights of the step where it was lowest (:class:`~kdlib.train.validation.BestWeights`). With
+    ``cfg.grad_norm_every`` every n-th step also logs each term's gradient norm and its cosine to the
+    total gradient (:mod:`kdlib.train.term_gradients`).
     """
     optimizer = _optimizer(task.module, cfg)
     warmup = round(cfg.warmup_ratio * cfg.steps)
@@ -152,14 +175,18 @@ def run(task: Task, cfg: TrainConfig, run_dir: Path, accelerator: Accelerator, r
     progress = checkpoint.Progress()
     accelerator.register_for_checkpointing(scheduler, progress)
     log = MetricsLog(run_dir / "metrics.jsonl", enabled=accelerator.is_main_process)
-    _start(accelerator, run_dir, resume, log, progress)
-    module.train(cfg.method == "sft")  # distillation runs without dropout, as MiniLLM does
+    best = BestWeights(run_dir, accelerator)
+    _start(accelerator, run_dir, resume, log, progress, best)
+    module.train(cfg.method in SFT_METHODS)  # distillation runs without dropout, as MiniLLM does
     bar = tqdm(total=cfg.steps, initial=progress.step, desc=cfg.run_name,
                disable=not (cfg.progress and accelerator.is_main_process))
     clock = time.perf_counter()
     while progress.step < cfg.steps:
         record = _step(task, module, optimizer, scheduler, accelerator, cfg, progress.step)
         progress.step += 1
+        if cfg.val_every and (progress.step % cfg.val_every == 0 or progress.step == cfg.steps):
+            record["val_loss"] = validation_loss(module, task.validation_batches(), accelerator)
+            best.update(module, progress.step, record["val_loss"])
         record["elapsed_s"] = time.perf_counter() - clock
         log.append(record)
         bar.update(1)
@@ -167,5 +194,6 @@ def run(task: Task, cfg: TrainConfig, run_dir: Path, accelerator: Accelerator, r
         if cfg.checkpoint_every and (progress.step % cfg.checkpoint_every == 0 or progress.step == cfg.steps):
             checkpoint.save(accelerator, run_dir / "checkpoints", progress.step, cfg.keep_checkpoints)
     bar.close()
+    best.load_into(module)
     accelerator.wait_for_everyone()
     return log.path

@@ -86,6 +86,28 @@ class SFTObjective(Objective):
         return {"ce": self.ce(fs.hidden, micro["labels"], micro["denom"])}
 
 
+class GuidedSFTObjective(Objective):
+    """Teacher-guided SFT (the student's initialisation in the core paper's Table 1 and MiniLLM):
+    ``(1 - k) CE(y) + k KL(p || q)`` on the ground-truth response tokens, ``k = cfg.guided_kd_ratio``.
+
+    The mixture is LMOps' word-level KD baseline (``(1 - kd_ratio) LM + kd_ratio KD``, scripts 0.5),
+    the same form as the LM term's ``pt_kd_ratio``; the paper names both signals but not their weights.
+    """
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, cfg: TrainConfig) -> None:
+        super().__init__(student, teacher, cfg)
+        self.weights = {"ce": 1.0 - cfg.guided_kd_ratio, "forward_kl": cfg.guided_kd_ratio}
+
+    def terms(self, micro: dict[str, Any]) -> dict[str, Tensor]:
+        fs = features(self.student, micro["input_ids"], micro["attention_mask"], micro.get("pixel_values"))
+        ft = self.teacher_features(micro)
+        _, _, mask = shift_for_labels(fs.hidden, micro["labels"])
+        kl = chunked_divergence(fs.hidden[:, :-1][mask], output_head(self.student), ft.hidden[:, :-1][mask],
+                                output_head(self.teacher), kind="forward_kl", chunk_size=self.chunk,
+                                denom=micro["denom"])
+        return {"ce": self.ce(fs.hidden, micro["labels"], micro["denom"]), "forward_kl": kl}
+
+
 class TokenKDObjective(Objective):
     """Token-level ``KL(p || q)`` (``forward_kl``) or ``KL(q || p)`` (``reverse_kl``) on ground-truth responses."""
 
@@ -110,7 +132,8 @@ class PaperObjective(Objective):
 
     def __init__(self, student: nn.Module, teacher: nn.Module, cfg: TrainConfig) -> None:
         super().__init__(student, teacher, cfg)
-        self.weights = {"align": cfg.align_coef}
+        self.weights = {"align": cfg.align_coef, "single": cfg.single_coef, "long": cfg.long_coef,
+                        "lm": cfg.lm_coef}
         self.on = set(cfg.terms)
         if "align" in self.on:
             self.width_map = WidthMap(_text_config(teacher).hidden_size, _text_config(student).hidden_size)
@@ -247,7 +270,7 @@ class SwitchKDObjective(Objective):
 
 
 OBJECTIVES: dict[str, type[Objective]] = {
-    "sft": SFTObjective, "paper": PaperObjective, "forward_kl": TokenKDObjective, "reverse_kl": TokenKDObjective,
+    "sft": SFTObjective, "guided_sft": GuidedSFTObjective, "paper": PaperObjective, "forward_kl": TokenKDObjective, "reverse_kl": TokenKDObjective,
     "align_kd": AlignKDObjective, "switch_kd": SwitchKDObjective,
 }
 

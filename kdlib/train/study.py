@@ -36,7 +36,7 @@ from kdlib.models.feature_cache import data_processor
 from kdlib.profiles import Profile
 from kdlib.run import RunContext
 from kdlib.train import checkpoint
-from kdlib.train.config import TrainConfig, changed_fields, run_name
+from kdlib.train.config import SFT_METHODS, TrainConfig, changed_fields, kd_start, run_name
 from kdlib.train.distill import distill
 from kdlib.train.metrics_log import read_metrics
 from kdlib.train.sft import train_sft
@@ -62,6 +62,9 @@ def build_models(profile: Profile, study: Study, seed: int = 0) -> ModelPair:
     random_llms = profile.teacher.name_or_path is None and profile.student.name_or_path is None
     tokenizer = build_tokenizer(corpus_texts(study), profile.vocab_size) if random_llms else None
     return build_pair(profile, tokenizer, seed)
+
+
+_PRODUCERS = {"student_sft": "--method sft --role student", "student_guided": "--method guided_sft"}
 
 
 def _require_model(ctx: RunContext, name: str, producer: str) -> Path:
@@ -163,9 +166,9 @@ def train_run(ctx: RunContext, method: str, role: str = "student", ablate: Itera
               **changes: Any) -> RunPaths:
     """Train one model of the study and save it as ``ctx.model_dir(<run name>)``.
 
-    ``sft`` starts from :func:`build_models` (``role`` picks teacher or student); the
-    distillation methods start from the run's ``teacher`` and ``student_sft`` models (checked
-    before any data is read). ``study`` defaults to the data of ``ctx.seed``; ``changes``
+    ``sft`` and ``guided_sft`` start from :func:`build_models` (``role`` picks teacher or student;
+    ``guided_sft`` is guided by the run's ``teacher``); the distillation methods start from the run's
+    ``teacher`` and :func:`~kdlib.train.config.kd_start` models (checked before any data is read). ``study`` defaults to the data of ``ctx.seed``; ``changes``
     override :class:`TrainConfig` fields. The configuration is built here, once, and passed down.
     Temporary folders of killed runs are removed; existing checkpoints are continued (``resume``)
     or replaced (``restart``), never silently deleted (:func:`check_start`); with
@@ -177,8 +180,9 @@ def train_run(ctx: RunContext, method: str, role: str = "student", ablate: Itera
     if _main_process():
         for leftover in (f".{cfg.run_name}.tmp-*", f".{cfg.run_name}.old-*"):
             remove_stale(model_dir.parent, leftover)
-    starts = [] if method == "sft" else [_require_model(ctx, "teacher", "--method sft --role teacher"),
-                                         _require_model(ctx, "student_sft", "--method sft --role student")]
+    teacher = [] if method == "sft" else [_require_model(ctx, "teacher", "--method sft --role teacher")]
+    start = kd_start(ctx.profile)
+    starts = teacher if method in SFT_METHODS else [*teacher, _require_model(ctx, start, _PRODUCERS[start])]
     study = study or load_study(ctx.profile, ctx.data_root, ctx.seed)
     done = finished_run(run_dir, model_dir, cfg, ctx.profile, study, starts) if reuse else None
     if done is not None:
@@ -189,11 +193,12 @@ def train_run(ctx: RunContext, method: str, role: str = "student", ablate: Itera
     if ctx.profile.data.decode_images:
         decode_record_images(study.train)
     write_data_file(run_dir, study, finished=False)
-    if method == "sft":
+    if method in SFT_METHODS:
         pair = build_models(ctx.profile, study, ctx.seed)
         model, tokenizer, processor = getattr(pair, role), pair.tokenizer, pair.image_processor
+        guide = load_mllm(starts[0]).model if starts else None
         result = train_sft(model, tokenizer, data_processor(model, processor, ctx.vision_cache), study, cfg,
-                           ctx.profile, run_dir, resume=resume, device=ctx.device)
+                           ctx.profile, run_dir, resume=resume, device=ctx.device, teacher=guide)
     else:
         teacher, start = (load_mllm(path) for path in starts)
         tokenizer, processor = start.tokenizer, start.image_processor
@@ -207,7 +212,8 @@ def train_run(ctx: RunContext, method: str, role: str = "student", ablate: Itera
 
 def run_study_training(ctx: RunContext, method: str = "paper", ablate: Iterable[str] = (), resume: bool = True,
                        study: Study | None = None, **changes: Any) -> StudyRuns:
-    """Teacher SFT, student SFT and distillation at ``ctx.profile``.
+    """Teacher SFT, student SFT, the teacher-guided SFT when distillation starts from it
+    (``train.kd_init = guided``) and distillation at ``ctx.profile``.
 
     Saves the models ``teacher``, ``student_sft`` and the distilled one (``student_kd`` for ``paper``) and
     a metrics JSONL per run; returns their paths by run name. ``study`` defaults to the data of
@@ -220,6 +226,8 @@ def run_study_training(ctx: RunContext, method: str = "paper", ablate: Iterable[
         "teacher": train_run(ctx, "sft", role="teacher", **common),
         "student_sft": train_run(ctx, "sft", role="student", **common),
     }
+    if kd_start(ctx.profile) == run_name("guided_sft"):
+        runs[run_name("guided_sft")] = train_run(ctx, "guided_sft", **common)
     runs[run_name(method, ablate)] = train_run(ctx, method, ablate=ablate, **common)
     return StudyRuns(runs)
 
@@ -238,10 +246,10 @@ class Variant:
 
 
 def train_variants(ctx: RunContext, variants: Sequence[Variant], study: Study | None = None) -> dict[str, Path]:
-    """Distil the run's ``teacher`` into its ``student_sft`` once per variant, same budget as ``student_kd``;
+    """Distil the run's ``teacher`` into its :func:`~kdlib.train.config.kd_start` student once per variant, same budget as ``student_kd``;
     ``{run name: model folder}``. A missing SFT model names the training notebook; a finished run is
     reused, an interrupted one continues from its newest checkpoint."""
-    for model in ("teacher", "student_sft"):
+    for model in ("teacher", kd_start(ctx.profile)):
         ctx.require(ctx.model_dir(model), producer="training")
     study = study or load_study(ctx.profile, ctx.data_root, ctx.seed)
     return {v.name: train_run(ctx, v.method, ablate=v.ablate, resume=True, study=study).model for v in variants}

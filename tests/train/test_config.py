@@ -69,6 +69,17 @@ def test_changed_fields_name_what_changes_the_model_only():
     assert changed_fields({}, cfg, TINY)  # a config.json without the run's fields
 
 
+def test_a_run_saved_before_a_field_was_added_is_unchanged_at_its_default():
+    cfg = TrainConfig.from_profile(TINY, "paper")
+    saved = run_record(cfg, TINY)
+    for key in ("val_every", "grad_norm_every", "kd_init", "lm_coef"):
+        saved["profile"]["train"].pop(key)
+        saved["train"].pop(key, None)
+    assert changed_fields(saved, cfg, TINY) == []
+    guided = TINY.override({"train.kd_init": "guided"})
+    assert changed_fields(saved, TrainConfig.from_profile(guided, "paper"), guided) == ["profile.train.kd_init"]
+
+
 def test_resume_refuses_checkpoints_of_another_configuration(tmp_path):
     cfg = TrainConfig.from_profile(TINY, "paper")
     (tmp_path / "config.json").write_text(json.dumps(run_record(cfg, TINY)))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from kdlib.models import load_mllm, trainable_parameters
-from kdlib.train.config import METHODS, TrainConfig
+from kdlib.train.config import METHODS, SFT_METHODS, TrainConfig
 from kdlib.train.distill import distill
 from kdlib.train.metrics_log import read_metrics
 from kdlib.train.sft import train_sft
@@ -27,8 +27,9 @@ def test_one_step_updates_the_student_only(method, profile, study, start_models,
     start = load_mllm(start_models / "models" / "student_sft")
     before_student, before_teacher = snapshot(start.model), snapshot(teacher.model)
     cfg = TrainConfig.from_profile(profile, method, progress=False, steps=1)
-    if method == "sft":
-        result = train_sft(start.model, start.tokenizer, start.image_processor, study, cfg, profile, tmp_path)
+    if method in SFT_METHODS:
+        result = train_sft(start.model, start.tokenizer, start.image_processor, study, cfg, profile, tmp_path,
+                           teacher=None if method == "sft" else teacher.model)
     else:
         result = distill(start.model, teacher.model, start.tokenizer, start.image_processor, study, cfg, profile,
                          tmp_path, pt_texts=PT_TEXTS)
