@@ -130,12 +130,15 @@ class TrainSpec:
     lm_coef: float = 1.0
     guided_kd_ratio: float = 0.5  # teacher share of the guided SFT (MiniLLM's KD baseline, torchtune: 0.5)
     kd_init: str = "sft"  # distillation starts from the plain SFT student (sft) or the teacher-guided one (guided)
+    projector_steps: int = 0  # LLaVA stage 1: projector-only steps on image descriptions before every SFT; 0 = off
+    projector_lr: float = 1e-3  # learning rate of that stage (LLaVA-1.5's stage 1)
 
     def __post_init__(self) -> None:
         _check(self.sft_steps >= 0 and self.kd_steps >= 0, "steps must be >= 0")
-        for name in ("lr", "kd_lr", "grad_clip"):
+        for name in ("lr", "kd_lr", "projector_lr", "grad_clip"):
             _check(math.isfinite(getattr(self, name)), f"train.{name} {getattr(self, name)} must be finite")
-        _check(self.batch_size > 0 and self.lr > 0 and self.kd_lr > 0, "batch_size and lrs must be > 0")
+        _check(self.batch_size > 0 and min(self.lr, self.kd_lr, self.projector_lr) > 0, "batch_size and lrs must be > 0")
+        _check(self.projector_steps >= 0, f"train.projector_steps {self.projector_steps} must be >= 0")
         _check(0.0 <= self.mix_alpha <= 1.0, f"mix_alpha {self.mix_alpha} not in [0, 1]")
         _check(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio must be in [0, 1)")
         _check(self.kd_init in ("sft", "guided"), f"train.kd_init {self.kd_init!r} must be sft or guided")

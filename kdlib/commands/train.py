@@ -2,6 +2,7 @@
 
 Examples::
 
+    kdlib train --profile small --method projector --role teacher  # LLaVA stage 1 (train.projector_steps > 0)
     kdlib train --profile tiny --method sft --role teacher
     kdlib train --profile tiny --method sft --role student
     kdlib train --profile tiny --method paper --ablate long --ablate lm
@@ -42,8 +43,8 @@ def add_parser(sub) -> None:
                                    "or distillation of the student from the SFT models with a method.")
     add_profile_args(p)
     p.add_argument("--method", choices=METHODS, required=True,
-                   help="sft, or a distillation method (paper = the core paper's full recipe)")
-    p.add_argument("--role", choices=ROLES, default="student", help="which model sft trains (default: %(default)s)")
+                   help="projector (stage 1), sft, guided_sft, or a distillation method (paper = the core paper's full recipe)")
+    p.add_argument("--role", choices=ROLES, default="student", help="which model projector / sft trains (default: %(default)s)")
     p.add_argument("--ablate", action="append", choices=ABLATIONS, default=[], metavar="TERM",
                    help=f"drop a term of the paper method (repeatable): {', '.join(ABLATIONS)}")
     p.add_argument("--minillm-form", choices=MINILLM_FORMS, default="code",

@@ -66,6 +66,15 @@ def apply_lora(model: LlavaForConditionalGeneration, lora_spec: LoRASpec) -> Any
     return model
 
 
+def projector_only(model: LlavaForConditionalGeneration) -> LlavaForConditionalGeneration:
+    """Make the projector the only trainable part (LLaVA's stage 1: tower and LLM frozen)."""
+    if not is_multimodal(model):
+        raise ValueError("projector_only: the model has no projector (a plain causal LM)")
+    model.requires_grad_(False)
+    unwrap(model).model.multi_modal_projector.requires_grad_(True)
+    return model
+
+
 def freeze(model: Any) -> Any:
     """Freeze ``model`` for use as a teacher: no parameter requires grad, eval mode (no dropout)."""
     model.requires_grad_(False)

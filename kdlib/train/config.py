@@ -4,6 +4,9 @@
 (steps, batch, learning rates, sampling) and the method's terms from its name and ablations:
 
 =============  =========================================================================
+``projector``  LLaVA's stage 1 (feature alignment): CE on image descriptions with the LLM frozen, the
+               projector alone trained (``train.projector_steps`` at ``train.projector_lr``); every SFT
+               of that role then starts from it
 ``sft``        cross-entropy on the ground-truth responses (teacher SFT, student baseline)
 ``guided_sft`` the student's Table 1 initialisation: ``(1 - k) CE`` on the ground truth + ``k KL(p || q)``
                to the teacher on the same tokens (``k = guided_kd_ratio``), best validation kept
@@ -32,11 +35,14 @@ from typing import Any, Iterable, Mapping
 from kdlib.losses.minillm import MiniLLMConfig
 from kdlib.profiles import NOT_IN_RUNS, Profile, TrainSpec, without
 
-METHODS = ("sft", "guided_sft", "paper", "forward_kl", "reverse_kl", "align_kd", "switch_kd")
+METHODS = ("projector", "sft", "guided_sft", "paper", "forward_kl", "reverse_kl", "align_kd", "switch_kd")
 ABLATIONS = ("align", "single", "long", "lm", "teacher_mix", "length_norm")
 ROLES = ("teacher", "student")
-SFT_METHODS = ("sft", "guided_sft")
-"""Fine-tuning from the untrained student (or teacher): SFT steps and learning rate, dropout on, validation."""
+SFT_METHODS = ("projector", "sft", "guided_sft")
+"""Fine-tuning on the ground truth from a built model (the stage-1 one when ``train.projector_steps > 0``):
+dropout on, validation; ``projector`` takes its own steps and learning rate."""
+TEACHER_METHODS = ("projector", "sft")
+"""The methods that can train the teacher."""
 KD_INITS = ("sft", "guided")
 """Where distillation starts: the plain SFT student (``student_sft``) or the teacher-guided one (``student_guided``)."""
 DIVERGENCES = ("reverse_kl", "forward_kl", "jsd")
@@ -92,8 +98,8 @@ class TrainConfig:
             problems.append(f"method {self.method!r} is not one of {', '.join(METHODS)}")
         if self.role not in ROLES:
             problems.append(f"role {self.role!r} is not one of {', '.join(ROLES)}")
-        if self.method != "sft" and self.role != "student":
-            problems.append(f"only sft trains the teacher; method {self.method!r} trains the student")
+        if self.method not in TEACHER_METHODS and self.role != "student":
+            problems.append(f"only {' and '.join(TEACHER_METHODS)} train the teacher; method {self.method!r} trains the student")
         unknown = set(self.ablate) - set(ABLATIONS)
         if unknown:
             problems.append(f"unknown ablation(s) {sorted(unknown)}; choose from {', '.join(ABLATIONS)}")
@@ -134,7 +140,8 @@ class TrainConfig:
                      seed: int = 0, progress: bool = True, form: str = "code", **changes: Any) -> "TrainConfig":
         """The run of ``method`` at ``profile``.
 
-        SFT takes ``train.sft_steps`` at ``train.lr`` with validation every ``train.val_every`` steps, distillation ``train.kd_steps`` at ``train.kd_lr``;
+        SFT takes ``train.sft_steps`` at ``train.lr`` with validation every ``train.val_every`` steps,
+        ``projector`` ``train.projector_steps`` at ``train.projector_lr``, distillation ``train.kd_steps`` at ``train.kd_lr``;
         ``form`` is the MiniLLM estimator of ``paper`` (:class:`~kdlib.losses.minillm.MiniLLMConfig`:
         ``code``, ``paper`` or ``unbiased``); ``changes`` override any field.
         """
@@ -143,11 +150,12 @@ class TrainConfig:
         sft = method in SFT_METHODS
         minillm = MiniLLMConfig(form=form, mix_alpha=0.0 if "teacher_mix" in ablated else t.mix_alpha,  # type: ignore[arg-type]
                                 length_norm=False if "length_norm" in ablated else None)
-        base = cls(method=method, role=role, steps=t.sft_steps if sft else t.kd_steps, batch_size=t.batch_size,
-                   lr=t.lr if sft else t.kd_lr, warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
+        steps, lr = {"projector": (t.projector_steps, t.projector_lr)}.get(
+            method, (t.sft_steps, t.lr) if sft else (t.kd_steps, t.kd_lr))
+        base = cls(method=method, role=role, steps=steps, batch_size=t.batch_size, lr=lr, warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
                    grad_clip=t.grad_clip, max_length=profile.data.max_length, seed=seed,
                    checkpoint_every=t.checkpoint_every, dtype=profile.dtype, progress=progress, ablate=ablated,
-                   max_new_tokens=t.max_new_tokens, minillm=minillm, val_every=t.val_every if sft else 0,
+                   max_new_tokens=t.max_new_tokens, minillm=minillm, val_every=t.val_every if method in ("sft", "guided_sft") else 0,
                    grad_norm_every=0 if method == "sft" else t.grad_norm_every, align_coef=t.align_coef,
                    single_coef=t.single_coef, long_coef=t.long_coef, lm_coef=t.lm_coef,
                    guided_kd_ratio=t.guided_kd_ratio)
@@ -158,7 +166,7 @@ class TrainConfig:
         """Names of the loss terms this run optimises (the keys logged besides ``loss``)."""
         if self.method == "paper":
             return tuple(name for name in ("align", "single", "long", "lm") if name not in self.ablate)
-        return {"sft": ("ce",), "guided_sft": ("ce", "forward_kl"), "forward_kl": ("forward_kl",), "reverse_kl": ("reverse_kl",),
+        return {"projector": ("ce",), "sft": ("ce",), "guided_sft": ("ce", "forward_kl"), "forward_kl": ("forward_kl",), "reverse_kl": ("reverse_kl",),
                 "align_kd": ("ce", "logit", "visual", "attention"), "switch_kd": ("ce", "dbild", "switch")}[self.method]
 
     @property
@@ -178,7 +186,8 @@ class TrainConfig:
 
 def run_name(method: str, ablate: Iterable[str] = (), role: str = "student", form: str = "code",
              ppo_epochs: int = 1) -> str:
-    """The one name of a run, its model folder and its results: ``teacher``, ``student_sft``, ``student_guided``,
+    """The one name of a run, its model folder and its results: ``teacher_projector`` / ``student_projector``
+    (stage 1), ``teacher``, ``student_sft``, ``student_guided``,
     ``student_kd`` (``paper``), ``student_kd-no_<term>...`` (``paper`` with ``ablate``), ``student_<method>``;
     a MiniLLM ``form`` other than ``code`` and ``ppo_epochs > 1`` add ``_<form>`` and ``_ppo<n>``
     after ``student_kd``."""
@@ -187,6 +196,8 @@ def run_name(method: str, ablate: Iterable[str] = (), role: str = "student", for
     unknown = set(ablate) - set(ABLATIONS)
     if unknown:
         raise ValueError(f"unknown ablation(s) {sorted(unknown)}; choose from {', '.join(ABLATIONS)}")
+    if method == "projector":
+        return f"{role}_projector"
     if method == "sft":
         return "teacher" if role == "teacher" else "student_sft"
     if method == "guided_sft":
@@ -195,6 +206,14 @@ def run_name(method: str, ablate: Iterable[str] = (), role: str = "student", for
         variant = ("" if form == "code" else f"_{form}") + ("" if ppo_epochs == 1 else f"_ppo{ppo_epochs}")
         return "student_kd" + variant + "".join(f"-no_{a}" for a in sorted(ablate))
     return f"student_{method}"
+
+
+def sft_start(profile: Profile, method: str, role: str = "student") -> str | None:
+    """The stage-1 model an ``sft`` / ``guided_sft`` run of ``role`` starts from (``<role>_projector``)
+    when ``profile.train.projector_steps > 0``; None when it starts from a built model."""
+    if method in ("sft", "guided_sft") and profile.train.projector_steps:
+        return run_name("projector", role=role)
+    return None
 
 
 def kd_start(profile: Profile) -> str:

@@ -270,7 +270,7 @@ class SwitchKDObjective(Objective):
 
 
 OBJECTIVES: dict[str, type[Objective]] = {
-    "sft": SFTObjective, "guided_sft": GuidedSFTObjective, "paper": PaperObjective, "forward_kl": TokenKDObjective, "reverse_kl": TokenKDObjective,
+    "projector": SFTObjective, "sft": SFTObjective, "guided_sft": GuidedSFTObjective, "paper": PaperObjective, "forward_kl": TokenKDObjective, "reverse_kl": TokenKDObjective,
     "align_kd": AlignKDObjective, "switch_kd": SwitchKDObjective,
 }
 

@@ -4,7 +4,9 @@ SFT minimises the token cross-entropy of the ground-truth answers (Collator ``mo
 labels -100 on system, prompt, image tokens and padding); ``guided_sft`` adds the forward KL to a
 frozen teacher on the same tokens (:class:`~kdlib.train.methods.GuidedSFTObjective`). What trains follows the profile:
 LoRA on the LLM's linear layers (``lora.r > 0``, GeoChat) or the full LLM (``r = 0``), the
-projector always, the vision tower never (:func:`kdlib.models.apply_lora`).
+projector always, the vision tower never (:func:`kdlib.models.apply_lora`); ``projector`` (LLaVA's
+stage 1) trains the projector alone (:func:`kdlib.models.projector_only`) on the records it is given
+(:func:`kdlib.data.alignment.alignment_records` in the study).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from accelerate.utils import set_seed
 from torch import nn
 
 from kdlib.data.study import Study
-from kdlib.models import apply_lora, check_same_vocab, freeze
+from kdlib.models import apply_lora, check_same_vocab, freeze, projector_only
 from kdlib.profiles import Profile
 from kdlib.train.config import SFT_METHODS, TrainConfig
 from kdlib.train.harness import GroundTruthTask, TrainResult, make_accelerator, run_task, train_collator
@@ -33,14 +35,14 @@ def train_sft(model: nn.Module, tokenizer: Any, image_processor: Any, study: Stu
     needs the frozen ``teacher``."""
     if cfg.method not in SFT_METHODS:
         raise ValueError(f"train_sft trains {' or '.join(SFT_METHODS)}, not {cfg.method!r}; use distill")
-    if (teacher is None) != (cfg.method == "sft"):
-        raise ValueError(f"{cfg.run_name}: guided_sft needs a teacher and sft takes none")
+    if (teacher is None) != (cfg.method != "guided_sft"):
+        raise ValueError(f"{cfg.run_name}: guided_sft needs a teacher and {cfg.method} takes none")
     accelerator = make_accelerator(cfg, device)
     set_seed(cfg.seed)
     if teacher is not None:
         check_same_vocab(teacher, model)
         freeze(teacher).to(accelerator.device)
-    model = apply_lora(model, profile.lora)
+    model = projector_only(model) if cfg.method == "projector" else apply_lora(model, profile.lora)
     objective = build_objective(model, teacher, cfg)
     task = GroundTruthTask(objective, study.train, train_collator(model, tokenizer, image_processor, cfg),
                            cfg, accelerator, val_records=study.val if cfg.val_every else ())

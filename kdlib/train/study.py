@@ -15,7 +15,7 @@ rebuilding the ``small`` book does not repeat an hour of training. ``reuse=False
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -25,6 +25,7 @@ import shutil
 
 from accelerate import PartialState
 
+from kdlib.data.alignment import alignment_records
 from kdlib.data.pretrain import pretrain_texts
 from kdlib.data.records import decode_record_images, records_digest
 from kdlib.errors import UserError
@@ -36,7 +37,8 @@ from kdlib.models.feature_cache import data_processor
 from kdlib.profiles import Profile
 from kdlib.run import RunContext
 from kdlib.train import checkpoint
-from kdlib.train.config import SFT_METHODS, TrainConfig, changed_fields, kd_start, run_name
+from kdlib.train.config import (SFT_METHODS, TEACHER_METHODS, TrainConfig, changed_fields, kd_start, run_name,
+                               sft_start)
 from kdlib.train.distill import distill
 from kdlib.train.metrics_log import read_metrics
 from kdlib.train.sft import train_sft
@@ -180,24 +182,30 @@ def train_run(ctx: RunContext, method: str, role: str = "student", ablate: Itera
     if _main_process():
         for leftover in (f".{cfg.run_name}.tmp-*", f".{cfg.run_name}.old-*"):
             remove_stale(model_dir.parent, leftover)
-    teacher = [] if method == "sft" else [_require_model(ctx, "teacher", "--method sft --role teacher")]
-    start = kd_start(ctx.profile)
-    starts = teacher if method in SFT_METHODS else [*teacher, _require_model(ctx, start, _PRODUCERS[start])]
+    teacher = [] if method in TEACHER_METHODS else [_require_model(ctx, "teacher", "--method sft --role teacher")]
+    start = kd_start(ctx.profile) if method not in SFT_METHODS else sft_start(ctx.profile, method, role)
+    producer = _PRODUCERS.get(start or "", f"--method projector --role {role}")
+    starts = [*teacher, *([_require_model(ctx, start, producer)] if start else [])]
     study = study or load_study(ctx.profile, ctx.data_root, ctx.seed)
-    done = finished_run(run_dir, model_dir, cfg, ctx.profile, study, starts) if reuse else None
+    records = _run_records(study, method)
+    done = finished_run(run_dir, model_dir, cfg, ctx.profile, records, starts) if reuse else None
     if done is not None:
         if ctx.progress:
             print(f"{cfg.run_name}: reusing {model_dir} (same configuration and data, all {cfg.steps} steps done)")
         return done
-    check_start(run_dir, study, resume, restart)
+    check_start(run_dir, records, resume, restart)
     if ctx.profile.data.decode_images:
-        decode_record_images(study.train)
-    write_data_file(run_dir, study, finished=False)
+        decode_record_images(records.train)
+    write_data_file(run_dir, records, finished=False)
     if method in SFT_METHODS:
-        pair = build_models(ctx.profile, study, ctx.seed)
-        model, tokenizer, processor = getattr(pair, role), pair.tokenizer, pair.image_processor
-        guide = load_mllm(starts[0]).model if starts else None
-        result = train_sft(model, tokenizer, data_processor(model, processor, ctx.vision_cache), study, cfg,
+        if start:
+            stage1 = load_mllm(starts[-1])
+            model, tokenizer, processor = stage1.model, stage1.tokenizer, stage1.image_processor
+        else:
+            pair = build_models(ctx.profile, study, ctx.seed)
+            model, tokenizer, processor = getattr(pair, role), pair.tokenizer, pair.image_processor
+        guide = load_mllm(starts[0]).model if teacher else None
+        result = train_sft(model, tokenizer, data_processor(model, processor, ctx.vision_cache), records, cfg,
                            ctx.profile, run_dir, resume=resume, device=ctx.device, teacher=guide)
     else:
         teacher, start = (load_mllm(path) for path in starts)
@@ -206,8 +214,16 @@ def train_run(ctx: RunContext, method: str, role: str = "student", ablate: Itera
         result = distill(start.model, teacher.model, tokenizer, data_processor(start.model, processor, ctx.vision_cache),
                          study, cfg, ctx.profile, run_dir, pt_texts=pt, resume=resume, device=ctx.device)
     _save(model_dir, result.model, tokenizer, processor, run_dir)
-    write_data_file(run_dir, study, finished=True)
+    write_data_file(run_dir, records, finished=True)
     return RunPaths(model_dir, result.metrics)
+
+
+def _run_records(study: Study, method: str) -> Study:
+    """The records a run trains and validates on: the study's, or their stage-1 descriptions
+    (:func:`~kdlib.data.alignment.alignment_records`) for ``projector``."""
+    if method != "projector":
+        return study
+    return replace(study, train=alignment_records(study.train), val=alignment_records(study.val))
 
 
 def run_study_training(ctx: RunContext, method: str = "paper", ablate: Iterable[str] = (), resume: bool = True,
@@ -222,10 +238,11 @@ def run_study_training(ctx: RunContext, method: str = "paper", ablate: Iterable[
     """
     study = study or load_study(ctx.profile, ctx.data_root, ctx.seed)
     common = dict(resume=resume, study=study, **changes)
-    runs = {
-        "teacher": train_run(ctx, "sft", role="teacher", **common),
-        "student_sft": train_run(ctx, "sft", role="student", **common),
-    }
+    runs = {}
+    for role in ("teacher", "student") if ctx.profile.train.projector_steps else ():
+        runs[run_name("projector", role=role)] = train_run(ctx, "projector", role=role, **common)
+    runs["teacher"] = train_run(ctx, "sft", role="teacher", **common)
+    runs["student_sft"] = train_run(ctx, "sft", role="student", **common)
     if kd_start(ctx.profile) == run_name("guided_sft"):
         runs[run_name("guided_sft")] = train_run(ctx, "guided_sft", **common)
     runs[run_name(method, ablate)] = train_run(ctx, method, ablate=ablate, **common)

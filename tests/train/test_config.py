@@ -42,7 +42,7 @@ def test_ablations_remove_terms_and_switch_the_sampler():
     ("paper", ("warp",), "student", "unknown ablation"),
     ("reverse_kl", ("lm",), "student", "paper method only"),
     ("paper", ("align", "single", "long", "lm"), "student", "nothing to optimise"),
-    ("paper", (), "teacher", "only sft trains the teacher"),
+    ("paper", (), "teacher", "only projector and sft train the teacher"),
 ])
 def test_bad_configurations_are_refused(method, ablate, role, match):
     with pytest.raises(ValueError, match=match):
