@@ -123,6 +123,7 @@ class TrainSpec:
     grounding_steps: int = 0  # second phase on the grounding data (paper: 1,600)
     checkpoint_every: int = 0  # 0 = only at the end
     val_every: int = 0  # SFT: validation loss every n steps, lowest-validation weights kept; 0 = off
+    val_size: int = 0  # validation records used (the first of the seeded val split); 0 = all
     grad_norm_every: int = 0  # distillation: each term's gradient norm logged every n steps; 0 = off
     align_coef: float = 1.0  # weights of the paper method's terms (Eq. 10 adds them with weight 1)
     single_coef: float = 1.0
@@ -143,7 +144,8 @@ class TrainSpec:
         _check(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio must be in [0, 1)")
         _check(self.kd_init in ("sft", "guided"), f"train.kd_init {self.kd_init!r} must be sft or guided")
         _check(0.0 < self.guided_kd_ratio < 1.0, f"train.guided_kd_ratio {self.guided_kd_ratio} must be in (0, 1)")
-        _check(self.val_every >= 0 and self.grad_norm_every >= 0, "val_every and grad_norm_every must be >= 0")
+        _check(min(self.val_every, self.val_size, self.grad_norm_every) >= 0,
+               "val_every, val_size and grad_norm_every must be >= 0")
         for name in ("align_coef", "single_coef", "long_coef", "lm_coef"):
             _check(0.0 <= getattr(self, name) < math.inf, f"train.{name} {getattr(self, name)} must be finite and >= 0")
 

@@ -89,6 +89,7 @@ class TrainConfig:
     jsd_beta: float = 0.5  # beta of the generalized JSD when divergence is jsd
     ppo_epochs: int = 1  # updates per batch of rollouts (``paper``; MiniLLM: 4)
     val_every: int = 0  # validation loss every n steps, best-validation weights kept; 0 = off
+    val_size: int = 0  # validation records used: the first of the (seeded, mixed) val split; 0 = all
     grad_norm_every: int = 0  # log each term's gradient norm and cosine to the total every n steps; 0 = off
     guided_kd_ratio: float = 0.5  # teacher share k of guided_sft (LMOps' KD baseline and torchtune: 0.5)
 
@@ -125,8 +126,9 @@ class TrainConfig:
             problems.append(f"ppo_epochs must be >= 1, and > 1 only for the paper method (got {self.ppo_epochs})")
         if not 0.0 < self.guided_kd_ratio < 1.0:
             problems.append(f"guided_kd_ratio must be in (0, 1) so both signals guide (got {self.guided_kd_ratio})")
-        if self.val_every < 0 or self.grad_norm_every < 0:
-            problems.append(f"val_every and grad_norm_every must be >= 0 (got {self.val_every}, {self.grad_norm_every})")
+        if min(self.val_every, self.val_size, self.grad_norm_every) < 0:
+            problems.append(f"val_every, val_size and grad_norm_every must be >= 0 (got {self.val_every}, "
+                            f"{self.val_size}, {self.grad_norm_every})")
         coefs = (self.align_coef, self.single_coef, self.long_coef, self.lm_coef)
         if not all(0.0 <= c < math.inf for c in coefs):
             problems.append(f"align_coef, single_coef, long_coef and lm_coef must be finite and >= 0 (got {coefs})")
@@ -155,7 +157,7 @@ class TrainConfig:
         base = cls(method=method, role=role, steps=steps, batch_size=t.batch_size, lr=lr, warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
                    grad_clip=t.grad_clip, max_length=profile.data.max_length, seed=seed,
                    checkpoint_every=t.checkpoint_every, dtype=profile.dtype, progress=progress, ablate=ablated,
-                   max_new_tokens=t.max_new_tokens, minillm=minillm, val_every=t.val_every if method in ("sft", "guided_sft") else 0,
+                   max_new_tokens=t.max_new_tokens, minillm=minillm, val_every=t.val_every if method in ("sft", "guided_sft") else 0, val_size=t.val_size,
                    grad_norm_every=0 if method == "sft" else t.grad_norm_every, align_coef=t.align_coef,
                    single_coef=t.single_coef, long_coef=t.long_coef, lm_coef=t.lm_coef,
                    guided_kd_ratio=t.guided_kd_ratio)

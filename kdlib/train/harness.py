@@ -78,14 +78,14 @@ def write_config(run_dir: Path, cfg: TrainConfig, profile: Profile, accelerator:
 
 class GroundTruthTask:
     """Batches of ground-truth conversations (SFT and the token-level distillation methods); ``val_records``
-    are the validation split of a run with ``cfg.val_every``."""
+    are the validation split of a run with ``cfg.val_every`` (its first ``cfg.val_size`` when set)."""
 
     def __init__(self, objective: Objective, records: Sequence[Record], collate: Collator, cfg: TrainConfig,
                  accelerator: Accelerator, val_records: Sequence[Record] = ()) -> None:
         self.module, self.records, self.collate = objective, list(records), collate
         self.cfg, self.accelerator = cfg, accelerator
         self.order = BatchOrder(len(self.records), cfg.batch_size, cfg.seed)
-        self.val_records = list(val_records)
+        self.val_records = list(val_records)[:cfg.val_size or None]
         if cfg.val_every and not self.val_records:
             raise ValueError(f"{cfg.run_name}: val_every {cfg.val_every} needs validation records, and the val split is empty")
 

@@ -84,3 +84,13 @@ def test_val_every_without_a_val_split_is_an_error(profile, study):
     cfg = TrainConfig.from_profile(profile, "sft", progress=False, val_every=2)
     with pytest.raises(ValueError, match="val split is empty"):
         GroundTruthTask(nn.Linear(1, 1), study.train, None, cfg, make_accelerator(cfg, "cpu"))
+
+
+def test_val_size_keeps_the_first_records_of_the_val_split(profile, study, start_models):
+    start = load_mllm(start_models / "models" / "student_sft")
+    cfg = TrainConfig.from_profile(profile, "sft", progress=False, val_every=2, val_size=3)
+    task = GroundTruthTask(build_objective(start.model, None, cfg), study.train,
+                           train_collator(start.model, start.tokenizer, start.image_processor, cfg), cfg,
+                           make_accelerator(cfg, "cpu"), val_records=study.val)
+    assert task.val_records == study.val[:3] and len(study.val) > 3
+    assert sum(b["input_ids"].shape[0] for b in task.validation_batches()) == 3
