@@ -110,7 +110,7 @@ class DataSpec:
 class TrainSpec:
     """Optimisation of the three models (teacher SFT, student SFT, distillation)."""
 
-    sft_steps: int  # steps of supervised fine-tuning (teacher and baseline student)
+    sft_steps: int  # steps of supervised fine-tuning of the students (and of the teacher unless teacher_steps)
     kd_steps: int  # steps of distillation
     batch_size: int  # global batch
     lr: float
@@ -131,11 +131,12 @@ class TrainSpec:
     lm_coef: float = 1.0
     guided_kd_ratio: float = 0.5  # teacher share of the guided SFT (MiniLLM's KD baseline, torchtune: 0.5)
     kd_init: str = "sft"  # distillation starts from the plain SFT student (sft) or the teacher-guided one (guided)
+    teacher_steps: int = 0  # SFT steps of the teacher, trained once for every seed (the paper's one GeoChat-13B); 0 = sft_steps
     projector_steps: int = 0  # LLaVA stage 1: projector-only steps on image descriptions before every SFT; 0 = off
     projector_lr: float = 1e-3  # learning rate of that stage (LLaVA-1.5's stage 1)
 
     def __post_init__(self) -> None:
-        _check(self.sft_steps >= 0 and self.kd_steps >= 0, "steps must be >= 0")
+        _check(min(self.sft_steps, self.kd_steps, self.teacher_steps) >= 0, "steps must be >= 0")
         for name in ("lr", "kd_lr", "projector_lr", "grad_clip"):
             _check(math.isfinite(getattr(self, name)), f"train.{name} {getattr(self, name)} must be finite")
         _check(self.batch_size > 0 and min(self.lr, self.kd_lr, self.projector_lr) > 0, "batch_size and lrs must be > 0")
@@ -272,7 +273,8 @@ def _small() -> Profile:
         lora=LoRASpec(r=0),
         data=DataSpec(per_class=40, vqa_per_type=400, captions=600, max_length=256, decode_images=True),
         train=TrainSpec(sft_steps=300, kd_steps=150, batch_size=8, lr=1e-4, kd_lr=2e-5, max_new_tokens=16,
-                        checkpoint_every=25, val_every=25, grad_norm_every=10, kd_init="guided"),
+                        checkpoint_every=25, val_every=100, val_size=200, grad_norm_every=10, kd_init="guided",
+                        teacher_steps=750, projector_steps=150),
         budget="about 2 h per seed on a 2-core CPU (train + evaluate), minutes on a GPU",
     )
 

@@ -142,7 +142,8 @@ class TrainConfig:
                      seed: int = 0, progress: bool = True, form: str = "code", **changes: Any) -> "TrainConfig":
         """The run of ``method`` at ``profile``.
 
-        SFT takes ``train.sft_steps`` at ``train.lr`` with validation every ``train.val_every`` steps,
+        SFT takes ``train.sft_steps`` (the teacher ``train.teacher_steps`` when set) at ``train.lr`` with
+        validation every ``train.val_every`` steps,
         ``projector`` ``train.projector_steps`` at ``train.projector_lr``, distillation ``train.kd_steps`` at ``train.kd_lr``;
         ``form`` is the MiniLLM estimator of ``paper`` (:class:`~kdlib.losses.minillm.MiniLLMConfig`:
         ``code``, ``paper`` or ``unbiased``); ``changes`` override any field.
@@ -152,8 +153,9 @@ class TrainConfig:
         sft = method in SFT_METHODS
         minillm = MiniLLMConfig(form=form, mix_alpha=0.0 if "teacher_mix" in ablated else t.mix_alpha,  # type: ignore[arg-type]
                                 length_norm=False if "length_norm" in ablated else None)
+        sft_steps = t.teacher_steps if role == "teacher" and t.teacher_steps else t.sft_steps
         steps, lr = {"projector": (t.projector_steps, t.projector_lr)}.get(
-            method, (t.sft_steps, t.lr) if sft else (t.kd_steps, t.kd_lr))
+            method, (sft_steps, t.lr) if sft else (t.kd_steps, t.kd_lr))
         base = cls(method=method, role=role, steps=steps, batch_size=t.batch_size, lr=lr, warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
                    grad_clip=t.grad_clip, max_length=profile.data.max_length, seed=seed,
                    checkpoint_every=t.checkpoint_every, dtype=profile.dtype, progress=progress, ablate=ablated,

@@ -106,3 +106,11 @@ def test_minillm_form_and_ppo_epochs_name_the_run():
     assert not TrainConfig.from_profile(profile, "paper", ablate=["length_norm"]).minillm.length_norm
     with pytest.raises(ValueError, match="ppo_epochs"):
         TrainConfig.from_profile(profile, "forward_kl", ppo_epochs=2)
+
+
+def test_teacher_steps_set_the_teacher_sft_alone(overrides):
+    profile = get_profile("tiny", {**overrides, "train.teacher_steps": 7, "train.sft_steps": 2})
+    assert TrainConfig.from_profile(profile, "sft", role="teacher").steps == 7
+    assert TrainConfig.from_profile(profile, "sft").steps == 2
+    assert TrainConfig.from_profile(profile, "guided_sft").steps == 2
+    assert TrainConfig.from_profile(get_profile("tiny", overrides), "sft", role="teacher").steps == 3

@@ -59,3 +59,4 @@ def test_stage_one_moves_only_the_projector_and_sft_starts_from_it(overrides, da
     llm = [k for k in teacher if "language_model" in k]
     assert any(not torch.equal(teacher[k], aligned[k]) for k in llm)  # SFT trains the LLM after stage 1
     assert all(torch.equal(teacher[k], aligned[k]) for k in teacher if "vision_tower" in k)
+
