@@ -70,7 +70,7 @@ IMPORTANCE = ("token", "prefix", "sequence")
 
 @dataclass(frozen=True)
 class MiniLLMConfig:
-    """Switches of the MiniLLM objective (defaults = the LMOps scripts, ``docs/methods.md`` §1.7).
+    """Switches of the MiniLLM objective (defaults = the LMOps scripts, ``docs/methods.md`` §1.8).
 
     ``gamma``, ``whiten``, ``include_current_reward``, ``reward_scale``, ``length_norm``,
     ``importance`` and ``clip_weights`` left at ``None`` take the value of ``form``
