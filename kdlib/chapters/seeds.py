@@ -190,31 +190,43 @@ def claim_sentence(table: pd.DataFrame) -> str:
     return said + ": these runs neither confirm nor refute the paper; the differences are within seed noise."
 
 
-def seed_noise(path: Path, tasks: Sequence[str]) -> dict[str, float]:
-    """Per task, the 95% CI half-width of the paired difference ``student_kd - student_sft`` in the
-    seeds chapter's ``results/seeds.json`` at ``path``: how far a change of seed moves a difference
-    between two students. Empty when the file is absent or holds one seed (no interval)."""
+def _paired_rows(path: Path, tasks: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The rows of the claim ``student_kd > student_sft`` per task in ``path`` (``results/seeds.json``),
+    those with an interval only; empty when the file is absent."""
     if not path.is_file():
         return {}
     claim = f"{MODEL_LABELS['student_kd']} > {MODEL_LABELS['student_sft']}"
     try:
         rows = json.loads(path.read_text())["ordering"]
-        return {r["task"]: float(r["± 95% CI"]) for r in rows
+        return {r["task"]: r for r in rows
                 if r["claim"] == claim and r["task"] in tasks and not math.isnan(float(r["± 95% CI"]))}
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{path}: not a seeds-chapter result ({err!r}); rerun the notebook 'seeds'") from err
 
 
+def seed_noise(path: Path, tasks: Sequence[str]) -> dict[str, float]:
+    """Per task, the 95% CI half-width of the paired difference ``student_kd - student_sft`` in the
+    seeds chapter's ``results/seeds.json`` at ``path``: how far a change of seed moves a difference
+    between two students. Empty when the file is absent or holds one seed (no interval)."""
+    return {task: float(row["± 95% CI"]) for task, row in _paired_rows(path, tasks).items()}
+
+
 def seed_noise_sentence(ctx: RunContext, tasks: Sequence[str]) -> str:
     """A sentence for the one-seed chapters (related methods, ablations) giving :func:`seed_noise` per
-    task; empty before the seeds chapter ran."""
+    task (a task at floor, every model 0 on every seed, named so); empty before the seeds chapter ran."""
     path = ctx.chapter_file("seeds.json")
-    noise = seed_noise(path, tasks)
-    if not noise:
+    rows = _paired_rows(path, tasks)
+    if not rows:
         return ""
     seeds = len(json.loads(path.read_text())["seeds"])
-    widths = ", ".join(f"{HEADLINE_COLUMNS[task].paper[2]} {HEADLINE[task]} ±{noise[task]:.2f}"
-                       + (" (every seed scored the same)" if noise[task] == 0 else "") for task in tasks if task in noise)
+
+    def width(task: str) -> str:
+        name, half = f"{HEADLINE_COLUMNS[task].paper[2]} {HEADLINE[task]}", float(rows[task]["± 95% CI"])
+        if rows[task]["verdict"] == FLOOR:
+            return f"{name} not measurable (every model scores 0 on every seed: {FLOOR})"
+        return f"{name} ±{half:.2f}" + (" (every seed scored the same)" if half == 0 else "")
+
+    widths = ", ".join(width(task) for task in tasks if task in rows)
     return (f"Every student here is one run (seed {ctx.seed}). Over the {seeds} seeds of the seeds chapter, the "
             "difference between the distilled and the SFT student has these 95% interval half-widths: "
             f"{widths} points; a difference between two students smaller than that is within what a change of "

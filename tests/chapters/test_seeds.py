@@ -141,3 +141,15 @@ def test_seed_figure_draws_the_cut_interval():
     [segments] = [c.errorbar.lines[2][0].get_segments() for c in fig.axes[0].containers if hasattr(c, "errorbar")]
     ends = sorted((round(float(seg[:, 1].min()), 2), round(float(seg[:, 1].max()), 2)) for seg in segments)
     assert ends == sorted(zip(table[CI_LOW], table[CI_HIGH])) and min(lo for lo, _ in ends) == 0.0
+
+
+def test_seed_noise_sentence_names_a_task_at_floor(tmp_path):
+    by_seed = {s: {m: {"scene_aid": {"OA": 0.0}} for m in ("student_kd", "student_sft", "teacher")} for s in range(3)}
+    path = tmp_path / "results" / "seeds.json"
+    path.parent.mkdir()
+    write_json(path, {"seeds": [0, 1, 2], "ordering": ordering_table(by_seed, ["scene_aid"]).reset_index()
+                      .to_dict(orient="records")})
+    ctx = RunContext(get_profile("tiny"), tmp_path, tmp_path, 0, torch.device("cpu"), False)
+    said = seed_noise_sentence(ctx, ["scene_aid"])
+    assert "AID OA not measurable (every model scores 0 on every seed: at floor, untestable here)" in said
+    assert "every seed scored the same" not in said
