@@ -110,8 +110,8 @@ def rbox_to_quad(cx: float, cy: float, w: float, h: float, theta_deg: float) -> 
     return [(cx + dx * cos_t - dy * sin_t, cy + dx * sin_t + dy * cos_t) for dx, dy in offsets]
 
 
-def quad_to_geochat_box(quad: Quad, width: float, height: float) -> str:
-    """A pixel quad of a ``width x height`` image as GeoChat box text (0-100 grid).
+def quad_to_geobox(quad: Quad, width: float, height: float) -> GeoBox:
+    """A pixel quad of a ``width x height`` image as a GeoChat box on the 0-100 grid (unrounded).
 
     ``x = 100 cx / width +- 100 w / (2 width)``, ``y = 100 cy / height +- 100 h / (2 height)``,
     ``theta`` from :func:`quad_to_rbox`. Exact for square images (all GeoChat-Bench patches);
@@ -120,7 +120,20 @@ def quad_to_geochat_box(quad: Quad, width: float, height: float) -> str:
     _check_size(width, height)
     cx, cy, w, h, theta = quad_to_rbox(quad)
     sx, sy = GRID / width, GRID / height
-    return format_geochat_box(sx * (cx - w / 2), sy * (cy - h / 2), sx * (cx + w / 2), sy * (cy + h / 2), theta)
+    return GeoBox(sx * (cx - w / 2), sy * (cy - h / 2), sx * (cx + w / 2), sy * (cy + h / 2), theta)
+
+
+def quad_to_geochat_box(quad: Quad, width: float, height: float) -> str:
+    """A pixel quad of a ``width x height`` image as GeoChat box text (:func:`quad_to_geobox`)."""
+    return quad_to_geobox(quad, width, height).to_text()
+
+
+def on_grid(box: GeoBox) -> bool:
+    """Whether the box as written (corners rounded to integers) lies on the grid, ``0 <= x, y <= 100``.
+
+    A rotated object inside the image can fail: its *unrotated* rectangle may poke out (a thin object
+    at ``theta`` near 90 along the left border writes ``<-3>``)."""
+    return all(0 <= round(v) <= GRID for v in (box.x1, box.y1, box.x2, box.y2))
 
 
 def parse_geochat_boxes(text: str, strict: bool = False) -> list[GeoBox]:

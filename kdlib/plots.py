@@ -233,13 +233,15 @@ def ratio_bars(ratios: Mapping[str, Mapping[str, float]]) -> Figure:
 
 def seed_panels(table: pd.DataFrame) -> Figure:
     """One panel per task of :func:`kdlib.chapters.seeds.seed_table`: each model's mean over seeds as a
-    bar with its 95% interval (no bar for one seed), the paper's value as a red cross."""
+    bar with its 95% interval as the table shows it (cut to the metric's range; no bar for one seed),
+    the paper's value as a red cross."""
     tasks = list(dict.fromkeys(table.index.get_level_values("task")))
     fig, axes = panel_grid(len(tasks), 2, 3.4)
     for ax, task in zip(axes, tasks):
         part = table.loc[task]
         x = np.arange(len(part))
-        ax.bar(x, part["mean"], yerr=part["± 95% CI"].fillna(0), capsize=4, color="#8fb3d9", label="kdlib, mean")
+        err = np.stack([part["mean"] - part["95% CI low"], part["95% CI high"] - part["mean"]])
+        ax.bar(x, part["mean"], yerr=np.nan_to_num(err), capsize=4, color="#8fb3d9", label="kdlib, mean")
         ax.scatter(x, part["paper"], marker="x", color="#b22222", zorder=3, label="paper")
         ax.set_xticks(x, part.index, rotation=30, ha="right", fontsize=LABEL_PT)
         ax.set_title(f"{task} {part['metric'].iloc[0]}", fontsize=LABEL_PT + 1)

@@ -12,8 +12,10 @@ from kdlib.boxes import (
     GeoBox,
     box_polygon,
     format_geochat_box,
+    on_grid,
     parse_geochat_boxes,
     quad_polygon,
+    quad_to_geobox,
     quad_to_geochat_box,
     quad_to_rbox,
     rbox_to_quad,
@@ -132,3 +134,11 @@ def test_convention_on_real_bench_boxes(data_root: Path) -> None:
         return total / len(pairs)
 
     assert mean_iou(+1) > mean_iou(-1) + 0.1
+
+
+def test_on_grid_reads_the_box_as_written() -> None:
+    thin = rbox_to_quad(5.0, 80.0, 40.0, 4.0, 82.0)  # inside a 128 px image, its unrotated rectangle is not
+    box = quad_to_geobox(thin, 128, 128)
+    assert box.to_text() == quad_to_geochat_box(thin, 128, 128) and box.x1 < 0 and not on_grid(box)
+    assert on_grid(GeoBox(-0.4, 0.0, 100.4, 50.0, 90.0)) and not on_grid(GeoBox(-0.6, 0.0, 50.0, 50.0))
+    assert on_grid(quad_to_geobox(((10, 60), (30, 60), (30, 70), (10, 70)), 128, 128))

@@ -205,13 +205,27 @@ PRUNING_FRACTIONS = (1.0, 0.5, 0.25, 0.125)
 SCENE_TASKS = ("scene_ucmerced", "scene_aid")
 
 
+def pruned_name(model: str, keep: int) -> str:
+    """The answers' name of ``model`` with ``keep`` visual tokens: ``<model>_keep<keep>``."""
+    return f"{model}_keep{keep}"
+
+
+def pruned_answers(ctx: RunContext, model: str, task: str, keeps: Iterable[int]) -> dict[int, list[str]]:
+    """The answers :func:`pruning_sweep` wrote for ``model`` on ``task``, per number of tokens kept."""
+    from kdlib.evaluate.report import read_lines
+
+    return {keep: [r["answer"] for r in read_lines(ctx.require(ctx.answers_file(pruned_name(model, keep), task),
+                                                               producer="related_methods"))]
+            for keep in keeps}
+
+
 def pruning_sweep(ctx: RunContext, model: str = "student_kd", tasks: tuple[str, ...] = SCENE_TASKS,
                   fractions: tuple[float, ...] = PRUNING_FRACTIONS, threshold: float = 0.9,
                   batch_size: int = 16) -> list[dict[str, Any]]:
     """Scores of the run's model ``model`` on the test split of ``tasks`` with a share of its visual tokens.
 
     ``ctx`` is a :class:`kdlib.run.RunContext`. For each fraction ``f`` the wrapper keeps
-    ``max(1, round(f N))`` tokens; answers go to ``ctx.answers_file(<model>_keep<k>, task)`` (greedy,
+    ``max(1, round(f N))`` tokens; answers go to ``ctx.answers_file(pruned_name(model, k), task)`` (greedy,
     the token budget of :func:`kdlib.evaluate.runner.evaluate_study`). Returns one row per
     ``(keep, task)``: ``keep``, ``fraction`` (``keep / N``), ``task``, the task's headline metrics
     (and ``AA`` for scenes), ``answer_nll`` (:func:`answer_nll` of the reference answers), ``n``,
@@ -230,7 +244,7 @@ def pruning_sweep(ctx: RunContext, model: str = "student_kd", tasks: tuple[str, 
         pruned = PrunedMLLM(mllm.model, keep, threshold)
         for task in tasks:
             row = _score_pruned(ctx, LoadedMLLM(pruned, mllm.tokenizer, mllm.image_processor), task, study,
-                                f"{model}_keep{keep}", batch_size)
+                                pruned_name(model, keep), batch_size)
             rows.append({"keep": keep, "fraction": keep / n_tokens, "task": task, **row})
     return rows
 

@@ -6,6 +6,13 @@ new chapter only has to be listed there. Each is executed into a staging copy of
 the executed copies with ``execute_notebooks: "off"`` and ``-W`` so that a missing glue key
 or a broken reference fails the build. A failing notebook stops the run with its name and
 cell; the executed copy with the traceback is kept beside the others for reading.
+
+Two things of papermill's execution are set for the book: the cell papermill injects with the run's
+parameters (absolute paths of this machine) is tagged ``remove-cell`` like the notebook's own
+``parameters`` cell (:func:`hide_injected_parameters`), and the kernel manager provisions CurveZMQ
+keys for kernels whose kernelspec declares ``supported_encryption: curve`` (jupyter_client's
+``KernelManager.transport_encryption = "auto"``), so the kernels' sockets are encrypted and ipykernel
+no longer warns, once per notebook, that it runs over TCP without encryption.
 """
 
 from __future__ import annotations
@@ -83,6 +90,7 @@ def execute(nb: Path, stage: Path, params: dict, kernel: str, timeout: int | Non
     raise :class:`UserError` naming the cell. ``progress``: papermill's bar over the cells and the
     cells' own output (training and evaluation bars) echoed to the terminal as they run."""
     import papermill as pm
+    from traitlets.config import Config
 
     src, dst = REPO_ROOT / nb, stage / nb
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -90,15 +98,29 @@ def execute(nb: Path, stage: Path, params: dict, kernel: str, timeout: int | Non
     start = time.perf_counter()
     try:
         pm.execute_notebook(str(src), str(tmp), parameters=params, kernel_name=kernel, cwd=str(dst.parent),
-                            progress_bar=progress, log_output=progress,
-                            execution_timeout=timeout)
+                            progress_bar=progress, log_output=progress, execution_timeout=timeout,
+                            config=Config({"KernelManager": {"transport_encryption": "auto"}}))
     except pm.PapermillExecutionError as err:
         failed = dst.with_name(dst.stem + ".failed.ipynb")
         tmp.replace(failed)
         raise UserError(f"notebook {nb} failed at cell {err.cell_index} (In [{err.exec_count}]): "
                         f"{err.ename}: {err.evalue}\n  the executed copy with the traceback: {failed}") from None
+    hide_injected_parameters(tmp)
     tmp.replace(dst)
     return NotebookRun(nb, time.perf_counter() - start)
+
+
+def hide_injected_parameters(path: Path) -> None:
+    """Tag the cell papermill injected into the notebook at ``path`` (tag ``injected-parameters``)
+    ``remove-cell``, so that the built book does not show it (it holds this machine's paths)."""
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+    nbformat.write(notebook, path)
 
 
 def stage_book(stage: Path) -> None:

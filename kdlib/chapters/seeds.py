@@ -11,7 +11,11 @@ Per model and task, over ``n`` seeds with values ``x_1..x_n``:
 
     mean = (1/n) sum_i x_i,   CI_95 = mean +- t_{0.975, n-1} * s / sqrt(n),   s^2 = sum_i (x_i - mean)^2 / (n - 1)
 
-(Student's t; no interval for one seed). The paper's claim is an ordering (Tables 3-7: distilled
+(Student's t; no interval for one seed). Every headline metric is a percentage, so its mean lies in
+``[0, 100]``; the model table shows the interval cut to that range, ``[max(0, mean - h), min(100,
+mean + h)]``, which covers the true mean whenever the uncut interval does (so at least 95 % of the
+time) and never names an impossible value; :func:`cut_sentence` says which rows were cut and where the
+uncut bounds lay. The paper's claim is an ordering (Tables 3-7: distilled
 student above the SFT student, below the teacher); it is tested on paired differences
 ``d_i = x_i(student_kd) - x_i(student_sft)`` with the same interval: the ordering *holds* when the
 interval of ``d`` lies above 0, is *reversed* when it lies below 0, and is *undecided* otherwise;
@@ -70,21 +74,56 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float]
     return mean, float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
 
 
+#: The range of every headline metric (points of a percentage): the bounds a model's interval is cut to
+METRIC_RANGE = (0.0, 100.0)
+
+
+def cut_interval(mean: float, half: float, bounds: tuple[float, float] = METRIC_RANGE) -> tuple[float, float]:
+    """``(low, high)`` of ``mean +- half`` cut to ``bounds``; NaN bounds for a NaN half-width (one seed)."""
+    if math.isnan(half):
+        return math.nan, math.nan
+    return max(bounds[0], mean - half), min(bounds[1], mean + half)
+
+
 def _values(by_seed: Mapping[int, Results], model: str, task: str) -> list[float]:
     return [float(results[model][task][HEADLINE[task]]) for results in by_seed.values()]
 
 
+CI_LOW, CI_HIGH, HALF = "95% CI low", "95% CI high", "± 95% CI"
+"""Columns of :func:`seed_table`: the interval's bounds as shown (cut to :data:`METRIC_RANGE`) and its
+uncut half-width."""
+
+
 def seed_table(by_seed: Mapping[int, Results], tasks: Sequence[str]) -> pd.DataFrame:
-    """One row per model and task: headline metric's mean, CI half-width, min, max, seeds, the paper's value."""
+    """One row per model and task: headline metric's mean, the 95% interval's bounds cut to
+    :data:`METRIC_RANGE` (:func:`cut_interval`) and its uncut half-width, min, max, seeds, the paper's value."""
     rows = []
     for task in tasks:
         for model in MODELS:
             values = _values(by_seed, model, task)
             mean, half = mean_ci(values)
+            low, high = cut_interval(mean, half)
             rows.append({"task": task, "metric": HEADLINE[task], "model": MODEL_LABELS[model], "mean": mean,
-                         "± 95% CI": half, "min": min(values), "max": max(values), "seeds": len(values),
-                         "paper": paper_number(model, HEADLINE_COLUMNS[task].paper)})
+                         CI_LOW: low, CI_HIGH: high, HALF: half, "min": min(values), "max": max(values),
+                         "seeds": len(values), "paper": paper_number(model, HEADLINE_COLUMNS[task].paper)})
     return pd.DataFrame(rows).set_index(["task", "model"]).round(2)
+
+
+def cut_sentence(table: pd.DataFrame) -> str:
+    """The rows of :func:`seed_table` whose t-interval crosses 0 or 100, with the bounds it would have,
+    in words; says so when none does."""
+    cut = []
+    for (task, model), row in table.iterrows():
+        low, high = row["mean"] - row[HALF], row["mean"] + row[HALF]
+        if low < METRIC_RANGE[0] or high > METRIC_RANGE[1]:
+            cut.append(f"{model} on {task} ({low:.1f} to {high:.1f})")
+    lo, hi = (f"{b:.0f}" for b in METRIC_RANGE)
+    if not cut:
+        return f"No interval reaches beyond the metric's range of {lo} to {hi} %."
+    return (f"The Student-t interval would reach beyond the metric's range of {lo} to {hi} % for "
+            f"{', '.join(cut)}; the table shows those bounds cut at {lo} and {hi} (the mean cannot lie "
+            "outside, so the cut interval covers it at least as often as the uncut one). Such a wide "
+            "interval says that few seeds and a high spread leave the mean poorly known.")
 
 
 FLOOR = "at floor, untestable here"
@@ -151,31 +190,43 @@ def claim_sentence(table: pd.DataFrame) -> str:
     return said + ": these runs neither confirm nor refute the paper; the differences are within seed noise."
 
 
-def seed_noise(path: Path, tasks: Sequence[str]) -> dict[str, float]:
-    """Per task, the 95% CI half-width of the paired difference ``student_kd - student_sft`` in the
-    seeds chapter's ``results/seeds.json`` at ``path``: how far a change of seed moves a difference
-    between two students. Empty when the file is absent or holds one seed (no interval)."""
+def _paired_rows(path: Path, tasks: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The rows of the claim ``student_kd > student_sft`` per task in ``path`` (``results/seeds.json``),
+    those with an interval only; empty when the file is absent."""
     if not path.is_file():
         return {}
     claim = f"{MODEL_LABELS['student_kd']} > {MODEL_LABELS['student_sft']}"
     try:
         rows = json.loads(path.read_text())["ordering"]
-        return {r["task"]: float(r["± 95% CI"]) for r in rows
+        return {r["task"]: r for r in rows
                 if r["claim"] == claim and r["task"] in tasks and not math.isnan(float(r["± 95% CI"]))}
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{path}: not a seeds-chapter result ({err!r}); rerun the notebook 'seeds'") from err
 
 
+def seed_noise(path: Path, tasks: Sequence[str]) -> dict[str, float]:
+    """Per task, the 95% CI half-width of the paired difference ``student_kd - student_sft`` in the
+    seeds chapter's ``results/seeds.json`` at ``path``: how far a change of seed moves a difference
+    between two students. Empty when the file is absent or holds one seed (no interval)."""
+    return {task: float(row["± 95% CI"]) for task, row in _paired_rows(path, tasks).items()}
+
+
 def seed_noise_sentence(ctx: RunContext, tasks: Sequence[str]) -> str:
     """A sentence for the one-seed chapters (related methods, ablations) giving :func:`seed_noise` per
-    task; empty before the seeds chapter ran."""
+    task (a task at floor, every model 0 on every seed, named so); empty before the seeds chapter ran."""
     path = ctx.chapter_file("seeds.json")
-    noise = seed_noise(path, tasks)
-    if not noise:
+    rows = _paired_rows(path, tasks)
+    if not rows:
         return ""
     seeds = len(json.loads(path.read_text())["seeds"])
-    widths = ", ".join(f"{HEADLINE_COLUMNS[task].paper[2]} {HEADLINE[task]} ±{noise[task]:.2f}"
-                       + (" (every seed scored the same)" if noise[task] == 0 else "") for task in tasks if task in noise)
+
+    def width(task: str) -> str:
+        name, half = f"{HEADLINE_COLUMNS[task].paper[2]} {HEADLINE[task]}", float(rows[task]["± 95% CI"])
+        if rows[task]["verdict"] == FLOOR:
+            return f"{name} not measurable (every model scores 0 on every seed: {FLOOR})"
+        return f"{name} ±{half:.2f}" + (" (every seed scored the same)" if half == 0 else "")
+
+    widths = ", ".join(width(task) for task in tasks if task in rows)
     return (f"Every student here is one run (seed {ctx.seed}). Over the {seeds} seeds of the seeds chapter, the "
             "difference between the distilled and the SFT student has these 95% interval half-widths: "
             f"{widths} points; a difference between two students smaller than that is within what a change of "

@@ -9,12 +9,12 @@ numbers sit in the columns ending in ``(paper)`` (:mod:`kdlib.evaluate.paper`).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Sequence
 
 import pandas as pd
 
 from kdlib.evaluate.report import (CAPTION_COLUMNS, GROUNDING_COLUMNS, MODEL_LABELS, SCENE_COLUMNS, VQA_COLUMNS,
-                                   comparison_table)
+                                   comparison_table, one_column_if_balanced)
 from kdlib.evaluate.runner import GEOCHAT_7B_FILES, MODELS, REAL_GEOCHAT, read_result
 from kdlib.evaluate.tasks import TASK_NAMES
 from kdlib.run import RunContext
@@ -43,12 +43,17 @@ def _related_tasks(ctx: RunContext, model: str) -> list[str]:
     return [t for t in TASK_NAMES if ctx.result_file(model, t).exists()]
 
 
-def rebuilt_tables(results: dict[str, dict[str, dict[str, Any]]], labels: dict[str, str]) -> dict[str, pd.DataFrame]:
-    """Title -> table (rows: models, labelled by ``labels`` then ``MODEL_LABELS``)."""
+def rebuilt_tables(results: dict[str, dict[str, dict[str, Any]]], labels: dict[str, str],
+                   balanced: Sequence[str] = ()) -> dict[str, pd.DataFrame]:
+    """Title -> table (rows: models, labelled by ``labels`` then ``MODEL_LABELS``); the scene tasks in
+    ``balanced`` (class-balanced for every model, :func:`~kdlib.evaluate.report.balanced_tasks`) show
+    OA and AA as one column (:func:`~kdlib.evaluate.report.one_column_if_balanced`)."""
     names = {**MODEL_LABELS, **labels}
     out = {}
     for title, columns in TABLES.items():
         frame = comparison_table(results, columns)
+        if columns is SCENE_COLUMNS:
+            frame = one_column_if_balanced(frame, balanced)
         frame.index = [names.get(m, m) for m in results]
         out[title] = frame.dropna(axis=1, how="all")
     return out

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from kdlib.evaluate.report import kd_verdict
+from kdlib.evaluate.report import SCENE_COLUMNS, kd_verdict
 from kdlib.profiles import Profile
 
 _ROLES = {"teacher": "the teacher", "student_sft": "the SFT student", "student_kd": "the distilled student"}
@@ -114,6 +114,43 @@ def same_answer_sentence(answers: Mapping[str, Sequence[str]], what: str) -> str
         return ""
     return (f'Every model answers "{distinct.pop()}" to every {what} question, so their {what} accuracies '
             "are equal by construction and compare nothing.")
+
+
+def balanced_sentence(tasks: Sequence[str]) -> str:
+    """Why a scene table shows one ``OA = AA`` column for each of ``tasks`` (test sets found class-balanced,
+    :func:`~kdlib.evaluate.report.balanced_tasks`); empty for none."""
+    names = [c.paper[2] for c in SCENE_COLUMNS if c.key == "OA" and c.task in tasks and c.paper]
+    if not names:
+        return ""
+    return (f"On {_join(names)} every class has the same number of test images in every answer file, and on a "
+            "class-balanced test set AA (the mean of the per-class recalls) equals OA exactly; the table shows the "
+            "two as one \"OA = AA\" column (the paper's OA and AA columns stay as printed).")
+
+
+def at_chance(accuracy: float, num_classes: int) -> bool:
+    """Whether an accuracy in percent is chance, ``100 / num_classes``, within the rounding of the tables (0.005)."""
+    return abs(accuracy - 100 / num_classes) < 0.005
+
+
+def chance_sentence(task: str, metric: str, scores: Mapping[str, float], num_classes: int,
+                    answers: Mapping[str, Sequence[str]], unit: str = "images") -> str:
+    """Names the settings (``scores``: setting -> accuracy in percent) whose ``metric`` is exactly chance
+    (:func:`at_chance`) and the answer each gives most (``answers``: setting -> answers); empty when none is.
+    A single answer to every item of a class-balanced test set scores exactly chance, whatever the images."""
+    found = [s for s, v in scores.items() if at_chance(v, num_classes)]
+    if not found:
+        return ""
+    parts, shares = [], []
+    for setting in found:
+        answer, share = dominant_answer(answers[setting])
+        shares.append(share)
+        given = f"every one of the {unit}" if share == 100 else f"{share:.0f} % of the {unit}"
+        parts.append(f'{setting} (answers "{answer}" for {given})')
+    why = ("one answer for every item of a class-balanced test set scores exactly chance, so these numbers show a "
+           "collapse to one class, not what the model sees" if min(shares) == 100 else
+           "an accuracy at chance shows no sign that the model uses what it sees")
+    return (f"On {task} the {metric} is exactly chance, 100/{num_classes} = {100 / num_classes:.2f} %, with "
+            f"{_join(parts)}: {why}.")
 
 
 def _side(value: float, reference: float) -> str:

@@ -7,6 +7,7 @@ Examples::
     kdlib train --profile tiny --method sft --role student
     kdlib train --profile tiny --method paper --ablate long --ablate lm
     kdlib train --profile tiny --method paper --minillm-form unbiased --ppo-epochs 4
+    kdlib train --profile tiny --method switch_kd --kneedle-reading dbild_code --switch-direction student_to_switched
     kdlib train --profile tiny --method paper --resume        # continue from the newest checkpoint
     kdlib train --profile tiny --method paper --restart       # start over, deleting its checkpoints
     accelerate launch --config_file configs/accelerate/ddp.yaml -m kdlib.cli train --profile paper --method paper
@@ -31,8 +32,9 @@ from accelerate import PartialState
 from kdlib.commands.args import add_profile_args, add_run_args, context_from_args, profile_from_args
 from kdlib.errors import UserError
 from kdlib.losses.minillm import FORM_DEFAULTS
+from kdlib.losses.switch_kd import KNEEDLE_READINGS, SWITCH_DIRECTIONS
 from kdlib.profiles import Profile
-from kdlib.train.config import ABLATIONS, METHODS, ROLES
+from kdlib.train.config import ABLATIONS, METHODS, ROLES, SWITCH_KD_DEFAULTS
 
 MINILLM_FORMS = tuple(FORM_DEFAULTS)
 
@@ -54,6 +56,15 @@ def add_parser(sub) -> None:
     p.add_argument("--ppo-epochs", type=int, default=1, metavar="N",
                    help="updates per batch of rollouts of the paper method, PPO-clipped against the rollout's "
                         "log-probs (MiniLLM: 4; default: %(default)s)")
+    p.add_argument("--kneedle-reading", choices=KNEEDLE_READINGS, default=SWITCH_KD_DEFAULTS[0],
+                   help="sign of switch_kd's per-token Kneedle k: knee (Kneedle's knee, below the chord of the "
+                        "convex sorted logits) or dbild_code (the public DBiLD code's sign, above it) "
+                        "(default: %(default)s)")
+    p.add_argument("--switch-direction", choices=SWITCH_DIRECTIONS, default=SWITCH_KD_DEFAULTS[1],
+                   help="switch_kd's visual switch: switched_to_teacher (the teacher run on the student's visual "
+                        "tokens is pulled towards the teacher, training the projector through it) or "
+                        "student_to_switched (the switched logits are the student's reference, as the public "
+                        "code) (default: %(default)s)")
     start = p.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true", help="continue from the run's newest checkpoint")
     start.add_argument("--restart", action="store_true",
@@ -78,8 +89,10 @@ def run(args: argparse.Namespace) -> int:
         return run_text(args, profile_from_args(args))
     ctx = context_from_args(args)
     loading_bars(ctx.progress)
-    changes = {k: v for k, v, default in (("form", args.minillm_form, "code"), ("ppo_epochs", args.ppo_epochs, 1))
-               if v != default}
+    flags = (("form", args.minillm_form, "code"), ("ppo_epochs", args.ppo_epochs, 1),
+             ("kneedle_reading", args.kneedle_reading, SWITCH_KD_DEFAULTS[0]),
+             ("switch_direction", args.switch_direction, SWITCH_KD_DEFAULTS[1]))
+    changes = {k: v for k, v, default in flags if v != default}
     paths = train_run(ctx, args.method, role=args.role, ablate=args.ablate, resume=args.resume,
                       restart=args.restart, reuse=not args.no_reuse, **changes)
     if PartialState().is_main_process:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from kdlib.evaluate.paper import paper_value
-from kdlib.evaluate.runner import REAL_GEOCHAT, read_result
+from kdlib.evaluate.runner import REAL_GEOCHAT, answers_path, read_result
 from kdlib.plots import BoxPanel
 from kdlib.run import RunContext
 
@@ -161,6 +162,44 @@ def confusion_from_answers(path: str | Path) -> pd.DataFrame:
     classes, y_true, y_pred = scene_labels(records)
     names = {normalize_label(r.ground_truth): r.ground_truth for r in records}
     return scene_confusion(y_true, y_pred, classes).rename(index=names, columns=names)
+
+
+def class_counts(path: str | Path) -> dict[str, int]:
+    """Test images per true class of a scene answer file (classes as GeoChat's scorer normalises them)."""
+    from kdlib.data.geochat_bench import read_answers
+    from kdlib.evaluate.scene import normalize_label
+
+    return dict(Counter(normalize_label(r.ground_truth) for r in read_answers(path, "classification").records))
+
+
+def is_balanced(counts: Mapping[str, int]) -> bool:
+    """Whether every class has the same number of test images: then ``AA = (1/K) sum_k c_k / m =
+    sum_k c_k / (K m) = OA`` exactly (``c_k`` correct of the ``m`` images of class ``k``)."""
+    return len(set(counts.values())) == 1
+
+
+def balanced_tasks(ctx: RunContext, results: Mapping[str, Mapping[str, Any]], tasks: Sequence[str]) -> list[str]:
+    """The scene ``tasks`` whose test set is class-balanced (:func:`is_balanced`) in the answer file of
+    every model of ``results`` (``{model: {task: result}}``) scored on it, at least one."""
+    def balanced(task: str) -> bool:
+        models = [m for m, per_task in results.items() if task in per_task]
+        return bool(models) and all(is_balanced(class_counts(answers_path(ctx, m, task))) for m in models)
+
+    return [t for t in tasks if balanced(t)]
+
+
+def one_column_if_balanced(table: pd.DataFrame, balanced: Sequence[str]) -> pd.DataFrame:
+    """A table of :data:`SCENE_COLUMNS` where, for each task in ``balanced`` (class-balanced test set in
+    every row, :func:`is_balanced`), OA and AA are one column ``"<dataset> OA = AA"``; the paper's OA and
+    AA columns stay. Raises if the two columns differ beyond rounding, which a balanced set cannot do."""
+    out = table
+    for task in balanced:
+        oa, aa = (c for c in SCENE_COLUMNS if c.task == task)
+        gap = (out[oa.label] - out[aa.label]).abs().max()
+        if gap > 0.011:
+            raise ValueError(f"{task}: OA and AA differ by up to {gap:.2f} on a test set called class-balanced")
+        out = out.drop(columns=aa.label).rename(columns={oa.label: f"{oa.label} = AA"})
+    return out
 
 
 def row_normalised(confusion: pd.DataFrame) -> pd.DataFrame:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from kdlib.losses.minillm import MiniLLMConfig
+from kdlib.losses.switch_kd import KNEEDLE_READINGS, SWITCH_DIRECTIONS
 from kdlib.profiles import NOT_IN_RUNS, Profile, TrainSpec, without
 
 METHODS = ("projector", "sft", "guided_sft", "paper", "forward_kl", "reverse_kl", "align_kd", "switch_kd")
@@ -48,6 +49,8 @@ KD_INITS = ("sft", "guided")
 DIVERGENCES = ("reverse_kl", "forward_kl", "jsd")
 NOT_IN_RESULTS = ("progress", "checkpoint_every", "keep_checkpoints")
 """TrainConfig fields that change how a run reports and saves, not the model it trains."""
+SWITCH_KD_DEFAULTS = (KNEEDLE_READINGS[0], SWITCH_DIRECTIONS[0])
+"""Default ``(kneedle_reading, switch_direction)``: Kneedle's own knee, the switched teacher trained towards the teacher."""
 RETIRED = ("minillm.single", "minillm.long", "minillm.lm")
 """Fields that older runs recorded and no code ever read (the live switches are ``ablate``): ignored
 when a saved run is compared, so those runs stay reusable."""
@@ -92,6 +95,8 @@ class TrainConfig:
     val_size: int = 0  # validation records used: the first of the (seeded, mixed) val split; 0 = all
     grad_norm_every: int = 0  # log each term's gradient norm and cosine to the total every n steps; 0 = off
     guided_kd_ratio: float = 0.5  # teacher share k of guided_sft (LMOps' KD baseline and torchtune: 0.5)
+    kneedle_reading: str = SWITCH_KD_DEFAULTS[0]  # switch_kd's Kneedle sign: knee or dbild_code (public code)
+    switch_direction: str = SWITCH_KD_DEFAULTS[1]  # switch_kd's visual switch: or student_to_switched (public code)
 
     def __post_init__(self) -> None:
         problems = []
@@ -126,6 +131,11 @@ class TrainConfig:
             problems.append(f"ppo_epochs must be >= 1, and > 1 only for the paper method (got {self.ppo_epochs})")
         if not 0.0 < self.guided_kd_ratio < 1.0:
             problems.append(f"guided_kd_ratio must be in (0, 1) so both signals guide (got {self.guided_kd_ratio})")
+        if self.kneedle_reading not in KNEEDLE_READINGS or self.switch_direction not in SWITCH_DIRECTIONS:
+            problems.append(f"kneedle_reading must be one of {', '.join(KNEEDLE_READINGS)} and switch_direction one of "
+                            f"{', '.join(SWITCH_DIRECTIONS)} (got {self.kneedle_reading!r}, {self.switch_direction!r})")
+        elif self.method != "switch_kd" and (self.kneedle_reading, self.switch_direction) != SWITCH_KD_DEFAULTS:
+            problems.append(f"kneedle_reading and switch_direction apply to switch_kd only, not {self.method!r}")
         if min(self.val_every, self.val_size, self.grad_norm_every) < 0:
             problems.append(f"val_every, val_size and grad_norm_every must be >= 0 (got {self.val_every}, "
                             f"{self.val_size}, {self.grad_norm_every})")
@@ -176,7 +186,8 @@ class TrainConfig:
     @property
     def run_name(self) -> str:
         """Folder and model name of this run (:func:`run_name`)."""
-        return run_name(self.method, self.ablate, self.role, self.minillm.form, self.ppo_epochs)
+        return run_name(self.method, self.ablate, self.role, self.minillm.form, self.ppo_epochs,
+                        (self.kneedle_reading, self.switch_direction))
 
     @property
     def effective_pt_batch_size(self) -> int:
@@ -189,12 +200,13 @@ class TrainConfig:
 
 
 def run_name(method: str, ablate: Iterable[str] = (), role: str = "student", form: str = "code",
-             ppo_epochs: int = 1) -> str:
+             ppo_epochs: int = 1, switch_readings: tuple[str, str] = SWITCH_KD_DEFAULTS) -> str:
     """The one name of a run, its model folder and its results: ``teacher_projector`` / ``student_projector``
     (stage 1), ``teacher``, ``student_sft``, ``student_guided``,
     ``student_kd`` (``paper``), ``student_kd-no_<term>...`` (``paper`` with ``ablate``), ``student_<method>``;
     a MiniLLM ``form`` other than ``code`` and ``ppo_epochs > 1`` add ``_<form>`` and ``_ppo<n>``
-    after ``student_kd``."""
+    after ``student_kd``; each of Switch-KD's ``(kneedle_reading, switch_direction)`` other than its
+    default adds ``_<reading>`` after ``student_switch_kd``."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     unknown = set(ablate) - set(ABLATIONS)
@@ -209,6 +221,8 @@ def run_name(method: str, ablate: Iterable[str] = (), role: str = "student", for
     if method == "paper":
         variant = ("" if form == "code" else f"_{form}") + ("" if ppo_epochs == 1 else f"_ppo{ppo_epochs}")
         return "student_kd" + variant + "".join(f"-no_{a}" for a in sorted(ablate))
+    if method == "switch_kd":
+        return "student_switch_kd" + "".join(f"_{r}" for r, d in zip(switch_readings, SWITCH_KD_DEFAULTS) if r != d)
     return f"student_{method}"
 
 

@@ -238,13 +238,16 @@ class SwitchKDObjective(Objective):
     switched in (through a trainable student -> teacher width map); gradient reaches the
     student's projector through the teacher, so the student's visual features learn to drive
     the teacher as its own features do. Logits are formed on response rows only.
+
+    Two readings are switches of the configuration: ``cfg.kneedle_reading`` picks the sign of
+    :func:`~kdlib.losses.switch_kd.kneedle_k` (default ``knee``, Kneedle's own knee of the convex
+    sorted logits; ``dbild_code`` the public code's sign) and ``cfg.switch_direction`` the pair of
+    :func:`~kdlib.losses.switch_kd.switch_pair` (default ``switched_to_teacher``, the only reading in
+    which the switch term trains the visual pathway by a route the logit term lacks;
+    ``student_to_switched`` the public code's use of the switched logits as the student's reference).
     """
 
     weights = SWITCH_KD_WEIGHTS
-    #: :func:`~kdlib.losses.switch_kd.kneedle_k` reading and :func:`~kdlib.losses.switch_kd.switch_pair`
-    #: direction (each docstring names the other reading and why this one is the default)
-    kneedle = "knee"
-    switch_direction = "switched_to_teacher"
 
     def __init__(self, student: nn.Module, teacher: nn.Module, cfg: TrainConfig) -> None:
         super().__init__(student, teacher, cfg)
@@ -263,10 +266,11 @@ class SwitchKDObjective(Objective):
         t_logits = output_head(self.teacher)(ft.hidden[:, :-1][mask])
         w_logits = output_head(self.teacher)(fw.hidden[:, :-1][mask])
         ones = torch.ones(s_logits.shape[0], device=s_logits.device)
+        kneedle = self.cfg.kneedle_reading
         return {"ce": self.ce(fs.hidden, labels, micro["denom"]),
-                "dbild": dbild(s_logits, t_logits, ones, denom=micro["denom"], kneedle=self.kneedle),
-                "switch": dbild(*switch_pair(s_logits, t_logits, w_logits, self.switch_direction), ones,
-                                denom=micro["denom"], kneedle=self.kneedle)}
+                "dbild": dbild(s_logits, t_logits, ones, denom=micro["denom"], kneedle=kneedle),
+                "switch": dbild(*switch_pair(s_logits, t_logits, w_logits, self.cfg.switch_direction), ones,
+                                denom=micro["denom"], kneedle=kneedle)}
 
 
 OBJECTIVES: dict[str, type[Objective]] = {

@@ -9,13 +9,16 @@ import torch
 from transformers import CLIPVisionConfig, CLIPVisionModel, Dinov2Config, Dinov2Model, ViTConfig, ViTModel
 
 from kdlib.analysis.pruning_eval import (PrunedMLLM, answer_nll, drop_image_tokens, encoder_layers, keep_counts,
-                                         pruning_verdict, query_value_maps, select_visual_tokens)
+                                         pruned_answers, pruned_name, pruning_verdict, query_value_maps,
+                                         select_visual_tokens)
 from kdlib.evaluate.generate import generation_collator, greedy_config
 from kdlib.evaluate.runner import evaluate_model
 from kdlib.models import build_pair, num_image_tokens
 from kdlib.models.features import output_projector
 from kdlib.models.io import LoadedMLLM
+from kdlib.profiles import get_profile
 from kdlib.pruning import anchored_select, background_prune
+from kdlib.run import RunContext
 
 
 def test_drop_image_tokens_keeps_the_first_k_and_everything_else():
@@ -146,3 +149,15 @@ def test_query_value_maps_finds_the_attention_maps_of_each_tower(kind):
         query_value_maps(no_maps, 0)
     with pytest.raises(ValueError, match="no list of encoder layers"):
         encoder_layers(torch.nn.Linear(4, 4))
+
+
+def test_pruned_answers_are_read_back_per_tokens_kept(tmp_path):
+    ctx = RunContext(get_profile("tiny"), tmp_path, tmp_path / "run", 0, torch.device("cpu"), False)
+    for keep, answer in ((8, "port"), (64, "pond")):
+        path = ctx.answers_file(pruned_name("student_kd", keep), "scene_aid")
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"question_id": "a/1.jpg", "answer": answer, "ground_truth": "Port"}) + "\n")
+    assert pruned_name("student_kd", 8) == "student_kd_keep8"
+    assert pruned_answers(ctx, "student_kd", "scene_aid", [64, 8]) == {64: ["pond"], 8: ["port"]}
+    with pytest.raises(FileNotFoundError, match="related_methods"):
+        pruned_answers(ctx, "student_kd", "scene_aid", [16])

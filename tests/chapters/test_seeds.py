@@ -9,8 +9,9 @@ import pytest
 import torch
 from scipy import stats
 
-from kdlib.chapters.seeds import (claim_sentence, mean_ci, ordering, ordering_sentence, ordering_table, seed_noise,
-                                  seed_noise_sentence, seed_table, study_seeds)
+from kdlib.chapters.seeds import (CI_HIGH, CI_LOW, HALF, claim_sentence, cut_interval, cut_sentence, mean_ci, ordering,
+                                  ordering_sentence, ordering_table, seed_noise, seed_noise_sentence, seed_table,
+                                  study_seeds)
 from kdlib.evaluate.paper import paper_value
 from kdlib.files import write_json
 from kdlib.profiles import get_profile
@@ -105,3 +106,50 @@ def test_seed_noise_reads_the_paired_interval_of_the_seeds_chapter(tmp_path):
     path.write_text('{"seeds": [0]}')
     with pytest.raises(ValueError, match=r"seeds\.json.*seeds"):
         seed_noise(path, ["scene_aid"])
+
+
+def test_model_intervals_never_leave_0_to_100_and_the_cut_is_named():
+    """Teacher OA 2, 20, 1 (t-interval about -16 to 31) and 99, 100, 90: shown as 0-31 and up to 100."""
+    by_seed = {s: results(kd, 10.0 + s, t) for s, (kd, t) in enumerate(((99.0, 2.0), (100.0, 20.0), (90.0, 1.0)))}
+    table = seed_table(by_seed, ["scene_aid"])
+    teacher, kd = table.loc[("scene_aid", "teacher, SFT")], table.loc[("scene_aid", "student, distilled")]
+    mean, half = mean_ci([2.0, 20.0, 1.0])
+    assert mean - half < 0 and teacher[CI_LOW] == 0.0 and teacher[CI_HIGH] == pytest.approx(mean + half, abs=0.005)
+    assert teacher[HALF] == pytest.approx(half, abs=0.005)
+    assert kd[CI_HIGH] == 100.0 and 0 <= kd[CI_LOW] < kd["mean"]
+    assert ((table[CI_LOW] >= 0) & (table[CI_HIGH] <= 100)).all()
+    said = cut_sentence(table)
+    assert f"teacher, SFT on scene_aid ({mean - half:.1f} to {mean + half:.1f})" in said
+    assert "student, distilled on scene_aid" in said and "student, SFT" not in said
+    inside = seed_table({0: results(12, 10, 20), 1: results(13, 11, 21), 2: results(14, 12, 19)}, ["scene_aid"])
+    assert cut_sentence(inside).startswith("No interval reaches beyond")
+    assert (inside[CI_LOW] == (inside["mean"] - inside[HALF]).round(2)).all()
+
+
+def test_cut_interval_keeps_one_seed_without_bounds():
+    assert cut_interval(5.0, 10.0) == (0.0, 15.0) and cut_interval(95.0, 10.0) == (85.0, 100.0)
+    low, high = cut_interval(5.0, math.nan)
+    assert math.isnan(low) and math.isnan(high)
+
+
+def test_seed_figure_draws_the_cut_interval():
+    from kdlib.plots import seed_panels
+
+    by_seed = {s: results(50.0, 10.0 + s, t) for s, t in enumerate((2.0, 20.0, 1.0))}
+    table = seed_table(by_seed, ["scene_aid"])
+    fig = seed_panels(table)
+    [segments] = [c.errorbar.lines[2][0].get_segments() for c in fig.axes[0].containers if hasattr(c, "errorbar")]
+    ends = sorted((round(float(seg[:, 1].min()), 2), round(float(seg[:, 1].max()), 2)) for seg in segments)
+    assert ends == sorted(zip(table[CI_LOW], table[CI_HIGH])) and min(lo for lo, _ in ends) == 0.0
+
+
+def test_seed_noise_sentence_names_a_task_at_floor(tmp_path):
+    by_seed = {s: {m: {"scene_aid": {"OA": 0.0}} for m in ("student_kd", "student_sft", "teacher")} for s in range(3)}
+    path = tmp_path / "results" / "seeds.json"
+    path.parent.mkdir()
+    write_json(path, {"seeds": [0, 1, 2], "ordering": ordering_table(by_seed, ["scene_aid"]).reset_index()
+                      .to_dict(orient="records")})
+    ctx = RunContext(get_profile("tiny"), tmp_path, tmp_path, 0, torch.device("cpu"), False)
+    said = seed_noise_sentence(ctx, ["scene_aid"])
+    assert "AID OA not measurable (every model scores 0 on every seed: at floor, untestable here)" in said
+    assert "every seed scored the same" not in said

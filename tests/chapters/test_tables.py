@@ -40,3 +40,20 @@ def test_tables_put_ours_beside_the_papers(ctx):
 def test_a_missing_result_names_the_chapter_to_run(ctx):
     with pytest.raises(FileNotFoundError, match="scene_classification"):
         study_results(ctx)
+
+
+def test_a_balanced_scene_set_is_one_column_in_tables_3_4(ctx):
+    def scores(task: str) -> dict:
+        return {**SCORES, "AA": SCORES["OA"] if task == "scene_aid" else SCORES["AA"]}
+
+    for model in MODELS:
+        for task in TASK_NAMES:
+            write_result(ctx, model, task, scores(task))
+    for task in GEOCHAT_7B_FILES:
+        write_result(ctx, REAL_GEOCHAT, task, scores(task))
+    results = study_results(ctx)
+    scene = rebuilt_tables(results, {}, ["scene_aid"])["Tables 3-4: scene classification (OA, AA)"]
+    assert list(scene.columns).count("AID OA = AA") == 1 and "AID AA" not in scene and "AID AA (paper)" in scene
+    assert "UCMerced OA" in scene and "UCMerced AA" in scene
+    with pytest.raises(ValueError, match="scene_ucmerced: OA and AA differ"):
+        rebuilt_tables(results, {}, ["scene_ucmerced"])

@@ -4,8 +4,9 @@ import math
 
 import pytest
 
-from kdlib.chapters.words import (binomial_interval, collapse_sentence, dominant_answer, same_answer_sentence,
-                                  single_run_verdict, start_sentence, trainable_clause, trend_clause)
+from kdlib.chapters.words import (at_chance, balanced_sentence, binomial_interval, chance_sentence, collapse_sentence,
+                                  dominant_answer, same_answer_sentence, single_run_verdict, start_sentence,
+                                  trainable_clause, trend_clause)
 from kdlib.profiles import get_profile
 
 
@@ -67,3 +68,26 @@ def test_collapse_is_detected_on_synthetic_answers() -> None:
 def test_same_answer_sentence_only_when_every_answer_is_one_value() -> None:
     assert '"0"' in same_answer_sentence({"teacher": ["0", "0"], "student_kd": [" 0"]}, "count")
     assert same_answer_sentence({"teacher": ["0", "1"], "student_kd": ["0"]}, "count") == ""
+
+
+def test_chance_is_named_with_the_answer_that_makes_it() -> None:
+    """21 classes of 4 images: one answer for all 84 scores 4/84 = 100/21 exactly; 5/84 does not."""
+    one = ["Port"] * 84
+    mixed = ["river"] * 44 + ["port"] * 40
+    assert at_chance(100 * 4 / 84, 21) and at_chance(4.76, 21) and not at_chance(100 * 5 / 84, 21)
+    said = chance_sentence("scene_ucmerced", "OA", {"8 tokens": 100 * 4 / 84, "64 tokens": 100 * 5 / 84,
+                                                    "32 tokens": 100 * 4 / 84}, 21,
+                           {"8 tokens": one, "64 tokens": mixed, "32 tokens": mixed})
+    assert "exactly chance, 100/21 = 4.76 %" in said and "64 tokens" not in said
+    assert '8 tokens (answers "port" for every one of the images)' in said
+    assert '32 tokens (answers "river" for 52 % of the images)' in said and "no sign" in said
+    collapsed = chance_sentence("scene_aid", "OA", {"8 tokens": 100 / 30}, 30, {"8 tokens": one})
+    assert "collapse to one class" in collapsed
+    assert chance_sentence("scene_aid", "OA", {"64 tokens": 10.0}, 30, {"64 tokens": one}) == ""
+
+
+def test_balanced_sentence_names_the_sets_shown_as_one_column() -> None:
+    assert balanced_sentence([]) == ""
+    said = balanced_sentence(["scene_aid"])
+    assert said.startswith("On AID every class") and "AA (the mean of the per-class recalls) equals OA" in said
+    assert "On UCMerced and AID" in balanced_sentence(["scene_ucmerced", "scene_aid"])

@@ -7,8 +7,10 @@ from collections import defaultdict
 
 import pytest
 
-from kdlib.boxes import box_polygon, parse_geochat_boxes, quad_polygon, rotated_iou
+from kdlib.boxes import box_polygon, parse_geochat_boxes, quad_polygon, rbox_to_quad, rotated_iou
 from kdlib.data import TileSpec, dota_region_records, read_dota
+from kdlib.data.dota import DotaObject
+from kdlib.data.records import Record
 from kdlib.data.regions import category_phrase, position, tile_grid
 from kdlib.data.splits import SPLITS
 
@@ -65,3 +67,28 @@ def test_helpers():
     assert category_phrase("small-vehicle", 2) == "2 small vehicles" and category_phrase("ship", 1) == "1 ship"
     with pytest.raises(ValueError):
         TileSpec(tile=8)
+
+
+def _grid_values(rec) -> list[float]:
+    text = rec.question if rec.task == "region_caption" else rec.answer
+    return [v for b in parse_geochat_boxes(text, strict=True) for v in (b.x1, b.y1, b.x2, b.y2)]
+
+
+def test_every_box_of_every_prompt_lies_on_the_grid(regions):
+    values = [v for rec in regions for v in _grid_values(rec)]
+    assert values and min(values) >= 0 and max(values) <= 100
+
+
+def test_an_object_whose_box_leaves_the_grid_counts_as_cut():
+    """A thin ship at theta 82 along the left border lies inside the crop, but GeoChat's unrotated
+    rectangle of it starts at x = -12: no prompt shows it, and the other ship of its cell gets no
+    referring prompt (the count would be ambiguous) but keeps its region caption."""
+    thin = DotaObject(tuple(rbox_to_quad(5.0, 80.0, 40.0, 4.0, 82.0)), "ship", False)
+    plain = DotaObject(((10.0, 60.0), (30.0, 60.0), (30.0, 70.0), (10.0, 70.0)), "ship", False)
+    assert min(x for x, _ in thin.quad) > 0
+    source = Record(id="dota/synthetic", task="grounding", image=None, question="", answer="",
+                    meta={"dataset": "dota", "objects": (thin, plain), "width": 128, "height": 128})
+    records = dota_region_records([source], TileSpec(tile=128))
+    assert all(0 <= v <= 100 for rec in records for v in _grid_values(rec))
+    assert not any(list(thin.quad) == [tuple(p) for p in box] for rec in records for box in rec.meta["boxes"])
+    assert [r.task for r in records] == ["region_caption"] and records[0].meta["categories"] == ["ship"]

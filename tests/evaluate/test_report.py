@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+import pytest
 
 from kdlib.evaluate.paper import paper_value
-from kdlib.evaluate.report import (SCENE_COLUMNS, VQA_COLUMNS, comparison_table, kd_verdict, most_confused,
-                                   no_class_share, row_normalised)
+from kdlib.evaluate.report import (SCENE_COLUMNS, VQA_COLUMNS, balanced_tasks, class_counts, comparison_table,
+                                   is_balanced, kd_verdict, most_confused, no_class_share, one_column_if_balanced,
+                                   row_normalised)
 from kdlib.evaluate.scene import OTHER
 
 
@@ -50,3 +52,47 @@ def test_kd_verdict_places_the_distilled_student() -> None:
                                                       ("teacher", 60.0))}
     assert kd_verdict(results, "vqa_lr", "mOA") == ("the distilled student's mOA (60.00 %) is above the SFT "
                                                     "student's (50.00 %) and level with the teacher's (60.00 %)")
+
+
+def _write_scene_answers(path, truths_and_answers) -> None:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({"question_id": f"{t}/{i}.jpg", "image_id": f"{t}/{i}.jpg", "answer": a,
+                                        "ground_truth": t}) + "\n"
+                            for i, (t, a) in enumerate(truths_and_answers)))
+
+
+def test_a_class_balanced_set_shows_oa_and_aa_as_one_column(tmp_path) -> None:
+    """Balanced (3 images per class): the scorer's OA and AA agree and the table merges them; unbalanced
+    (4 beach, 2 forest): they differ and both columns stay."""
+    import torch
+
+    from kdlib.evaluate.runner import answers_path
+    from kdlib.evaluate.score import score_file
+    from kdlib.profiles import get_profile
+    from kdlib.run import RunContext
+
+    ctx = RunContext(get_profile("tiny"), tmp_path / "data", tmp_path / "out", 0, torch.device("cpu"), False)
+    balanced = [("Beach", "beach"), ("Beach", "forest"), ("Beach", "beach"),
+                ("Forest", "forest"), ("Forest", "forest"), ("Forest", "beach")]
+    skewed = [("Beach", "beach")] * 4 + [("Forest", "beach")] * 2
+    results = {}
+    for model in ("teacher", "student_sft"):
+        _write_scene_answers(answers_path(ctx, model, "scene_ucmerced"), balanced)
+        _write_scene_answers(answers_path(ctx, model, "scene_aid"), skewed if model == "teacher" else balanced)
+        results[model] = {t: score_file("classification", answers_path(ctx, model, t))
+                          for t in ("scene_ucmerced", "scene_aid")}
+    assert class_counts(answers_path(ctx, "teacher", "scene_ucmerced")) == {"beach": 3, "forest": 3}
+    assert is_balanced({"beach": 3, "forest": 3}) and not is_balanced({"beach": 4, "forest": 2})
+    assert results["teacher"]["scene_ucmerced"]["OA"] == pytest.approx(results["teacher"]["scene_ucmerced"]["AA"])
+    assert results["teacher"]["scene_aid"]["OA"] != results["teacher"]["scene_aid"]["AA"]
+    found = balanced_tasks(ctx, results, ("scene_ucmerced", "scene_aid"))
+    assert found == ["scene_ucmerced"]
+    assert balanced_tasks(ctx, {"student_sft": results["student_sft"]}, ("scene_ucmerced", "scene_aid")) == \
+        ["scene_ucmerced", "scene_aid"]
+    table = one_column_if_balanced(comparison_table(results, SCENE_COLUMNS), found)
+    assert "UCMerced OA = AA" in table and "UCMerced AA" not in table and "UCMerced AA (paper)" in table
+    assert "AID OA" in table and "AID AA" in table
+    with pytest.raises(ValueError, match="scene_aid: OA and AA differ"):
+        one_column_if_balanced(comparison_table(results, SCENE_COLUMNS), ["scene_aid"])

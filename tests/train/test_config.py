@@ -114,3 +114,28 @@ def test_teacher_steps_set_the_teacher_sft_alone(overrides):
     assert TrainConfig.from_profile(profile, "sft").steps == 2
     assert TrainConfig.from_profile(profile, "guided_sft").steps == 2
     assert TrainConfig.from_profile(get_profile("tiny", overrides), "sft", role="teacher").steps == 3
+
+
+def test_switch_kd_readings_are_validated_and_name_the_run():
+    cfg = TrainConfig.from_profile(TINY, "switch_kd")
+    assert (cfg.kneedle_reading, cfg.switch_direction) == ("knee", "switched_to_teacher")
+    assert cfg.run_name == "student_switch_kd"
+    code = TrainConfig.from_profile(TINY, "switch_kd", kneedle_reading="dbild_code",
+                                    switch_direction="student_to_switched")
+    assert code.run_name == "student_switch_kd_dbild_code_student_to_switched"
+    assert TrainConfig.from_profile(TINY, "switch_kd", switch_direction="student_to_switched").run_name == \
+        "student_switch_kd_student_to_switched"
+    assert changed_fields(run_record(cfg, TINY), code, TINY) == ["train.kneedle_reading", "train.switch_direction"]
+    with pytest.raises(ValueError, match="kneedle_reading must be one of knee, dbild_code"):
+        TrainConfig.from_profile(TINY, "switch_kd", kneedle_reading="kneedle")
+    with pytest.raises(ValueError, match="switch_direction one of"):
+        TrainConfig.from_profile(TINY, "switch_kd", switch_direction="teacher_to_student")
+    with pytest.raises(ValueError, match="switch_kd only"):
+        TrainConfig.from_profile(TINY, "align_kd", kneedle_reading="dbild_code")
+
+
+def test_a_switch_kd_run_saved_before_its_readings_were_fields_is_unchanged():
+    cfg = TrainConfig.from_profile(TINY, "switch_kd")
+    saved = run_record(cfg, TINY)
+    del saved["train"]["kneedle_reading"], saved["train"]["switch_direction"]
+    assert changed_fields(saved, cfg, TINY) == []

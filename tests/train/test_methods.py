@@ -79,3 +79,31 @@ def test_paper_lm_term_is_eq7_of_the_losses_module(kd_ratio, profile, start_mode
     assert g_full.abs().sum() > 0 and torch.allclose(g_chunked, g_full, atol=1e-6), (g_chunked - g_full).abs().max()
     if kd_ratio == 0.0:
         assert torch.allclose(chunked, full, atol=1e-5)
+
+
+def test_switch_kd_readings_reach_the_objective_and_change_its_terms(profile, study, start_models):
+    """``kneedle_reading`` changes both DBiLD terms; ``switch_direction`` changes the switch term and what
+    it trains: the switched teacher (the student's head gets no gradient from it) or the student itself."""
+    from kdlib.train.batches import scored_tokens
+    from kdlib.train.harness import train_collator
+    from kdlib.train.methods import SwitchKDObjective
+
+    teacher = load_mllm(start_models / "models" / "teacher").model
+    start = load_mllm(start_models / "models" / "student_sft")
+    base = TrainConfig.from_profile(profile, "switch_kd", progress=False)
+    batch = train_collator(start.model, start.tokenizer, start.image_processor, base, "train")(list(study.train[:4]))
+    micro = {**batch, "denom": scored_tokens(batch["labels"]), "share": 1.0}
+    head = start.model.get_output_embeddings().weight
+
+    def terms(**readings):
+        cfg = TrainConfig.from_profile(profile, "switch_kd", progress=False, **readings)
+        out = SwitchKDObjective(start.model, teacher, cfg).terms(micro)
+        (g_head,) = torch.autograd.grad(out["switch"], head, allow_unused=True)
+        return out, 0.0 if g_head is None else float(g_head.abs().sum())
+
+    (knee, knee_head), (code, _) = terms(), terms(kneedle_reading="dbild_code")
+    assert not torch.isclose(knee["dbild"], code["dbild"]) and not torch.isclose(knee["switch"], code["switch"])
+    assert torch.equal(knee["ce"], code["ce"])
+    reference, reference_head = terms(switch_direction="student_to_switched")
+    assert torch.equal(knee["dbild"], reference["dbild"]) and not torch.isclose(knee["switch"], reference["switch"])
+    assert knee_head == 0.0 and reference_head > 0.0
