@@ -28,6 +28,16 @@ def trainable_clause(profile: Profile) -> str:
             "on the LLM's linear layers train, the LLM's own weights stay frozen")
 
 
+def split_size_clause(profile: Profile) -> str:
+    """How ``profile`` sizes its test split: every test record (``data.test_all``) or the same subset
+    proportions as train and val."""
+    if profile.data.test_all:
+        return ("its test split holds every test record of each dataset (data.test_all), while train and "
+                "val keep the profile's subsets: answering costs little next to training, and every "
+                "interval narrows with the test size")
+    return "its test split is subset like train and val, in the proportions of the split"
+
+
 def start_sentence(starts: Mapping[str, float], vocab_size: int, first: int) -> str:
     """Where each run's answer cross-entropy starts (mean of its ``first`` steps, in nats per token),
     with the uniform guess ln V as a reference: ``starts`` maps a role to that mean."""

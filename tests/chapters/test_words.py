@@ -5,13 +5,19 @@ import math
 import pytest
 
 from kdlib.chapters.words import (binomial_interval, collapse_sentence, dominant_answer, same_answer_sentence,
-                                  single_run_verdict, start_sentence, trainable_clause, trend_clause)
+                                  single_run_verdict, split_size_clause, start_sentence, trainable_clause,
+                                  trend_clause)
 from kdlib.profiles import get_profile
 
 
 def test_trainable_clause_follows_the_profile() -> None:
     assert "every weight" in trainable_clause(get_profile("tiny"))
     assert "LoRA adapters of rank 64" in trainable_clause(get_profile("paper"))
+
+
+def test_split_size_clause_follows_the_profile() -> None:
+    assert "every test record" in split_size_clause(get_profile("small"))
+    assert "every test record" not in split_size_clause(get_profile("tiny"))
 
 
 def test_start_sentence_states_each_start_and_ln_v_as_reference() -> None:
