@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from kdlib.evaluate.report import kd_verdict
+from kdlib.evaluate.report import binomial_interval, kd_verdict, proportion_interval
 from kdlib.profiles import Profile
 
 _ROLES = {"teacher": "the teacher", "student_sft": "the SFT student", "student_kd": "the distilled student"}
@@ -61,17 +61,6 @@ def trend_clause(values: Sequence[float], k: int, rel_tol: float = 0.05) -> str:
     return f"{verb}: from {start:.3f} (mean of the first {k} steps) to {end:.3f} (mean of the last {k})"
 
 
-def binomial_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a proportion ``hits / n`` in percent, clipped to [0, 100]:
-    centre (p + z²/2n) / (1 + z²/n), half-width z √(p(1-p)/n + z²/4n²) / (1 + z²/n)."""
-    if n <= 0 or not 0 <= hits <= n:
-        raise ValueError(f"binomial_interval needs 0 <= hits <= n and n > 0, got {hits}/{n}")
-    p, d = hits / n, 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / d
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return max(0.0, 100 * (centre - half)), min(100.0, 100 * (centre + half))
-
-
 def single_run_verdict(results: Mapping[str, Mapping[str, Mapping[str, Any]]], task: str, key: str,
                        n: int | None) -> str:
     """:func:`~kdlib.evaluate.report.kd_verdict` with its uncertainty. ``n``: the number of scored
@@ -89,6 +78,27 @@ def single_run_verdict(results: Mapping[str, Mapping[str, Mapping[str, Any]]], t
         lo, hi = binomial_interval(round(value * n / 100), n)
         bounds.append(f"{_ROLES[model].removeprefix('the ')} {lo:.1f}-{hi:.1f}")
     return f"{verdict} in this single run of {n} items (95 % intervals: {', '.join(bounds)} %; {seeds})"
+
+
+def ceiling_sentence(results: Mapping[str, Mapping[str, Mapping[str, Any]]], probe: Mapping[str, Any], task: str,
+                     dataset: str) -> str:
+    """How far each model's OA on ``task`` lies from the linear probe's (``probe``: its scene result on
+    ``task``, :func:`kdlib.analysis.probe.scene_probe`), and whose 95 % interval reaches the probe's."""
+    ceiling = float(probe["OA"])
+    low, high = proportion_interval(probe, "OA")
+    gaps = []
+    for model in _ROLES:
+        gap = float(results[model][task]["OA"]) - ceiling
+        where = "level with it" if abs(gap) < 0.005 else f"{abs(gap):.2f} points {'below' if gap < 0 else 'above'} it"
+        gaps.append(f"{_ROLES[model]} is {where}")
+    reaching = [_ROLES[m] for m in _ROLES if proportion_interval(results[m][task], "OA")[1] >= low]
+    overlap = ("every model's 95 % interval lies wholly below the probe's" if not reaching else
+               f"the 95 % interval of {reaching[0]} reaches the probe's" if len(reaching) == 1 else
+               f"the 95 % intervals of {_join(reaching)} reach the probe's")
+    return (f"On {dataset} a linear probe on the same frozen features reaches OA {ceiling:.2f} % (95 % interval "
+            f"{low:.1f}-{high:.1f} over {int(probe['n'])} test images; fitted on the models' {int(probe['n_train'])} "
+            f"training images, its penalty chosen on {int(probe['n_val'])} validation images): {_join(gaps)}; "
+            f"{overlap}.")
 
 
 def dominant_answer(answers: Sequence[str]) -> tuple[str, float]:

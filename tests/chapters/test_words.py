@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from kdlib.chapters.words import (binomial_interval, collapse_sentence, dominant_answer, same_answer_sentence,
+from kdlib.chapters.words import (ceiling_sentence, collapse_sentence, dominant_answer, same_answer_sentence,
                                   single_run_verdict, split_size_clause, start_sentence, trainable_clause,
                                   trend_clause)
 from kdlib.profiles import get_profile
@@ -37,15 +37,6 @@ def test_trend_clause_compares_first_and_last_means() -> None:
         trend_clause([1.0], 1)
 
 
-def test_binomial_interval_is_clipped_and_contains_the_estimate() -> None:
-    assert binomial_interval(0, 10)[0] == 0.0 and binomial_interval(10, 10)[1] == 100.0
-    lo, hi = binomial_interval(30, 100)
-    assert lo < 30 < hi and hi - lo < 20
-    assert binomial_interval(30, 1000)[1] - binomial_interval(30, 1000)[0] < hi - lo
-    with pytest.raises(ValueError):
-        binomial_interval(3, 2)
-
-
 def _results(kd: float, sft: float, teacher: float) -> dict:
     return {"student_kd": {"t": {"OA": kd}}, "student_sft": {"t": {"OA": sft}}, "teacher": {"t": {"OA": teacher}}}
 
@@ -57,6 +48,28 @@ def test_single_run_verdict_carries_uncertainty_and_floor() -> None:
     assert "seeds chapter" in single_run_verdict(_results(0.3, 0.2, 0.1), "t", "OA", None)
     floor = single_run_verdict(_results(0.0, 0.0, 0.0), "t", "OA", 20)
     assert "at floor" in floor and "undecided" not in floor
+
+
+def _probe(oa: float, n: int) -> dict:
+    return {"OA": oa, "n": n, "n_train": 671, "n_val": 85}
+
+
+def _scored(kd: float, sft: float, teacher: float, n: int = 200) -> dict:
+    return {m: {"t": {"OA": v, "n": n}} for m, v in (("student_kd", kd), ("student_sft", sft), ("teacher", teacher))}
+
+
+def test_ceiling_sentence_gives_each_gap_and_the_overlap() -> None:
+    results = _scored(20.0, 30.0, 74.0)
+    text = ceiling_sentence(results, _probe(76.0, 200), "t", "UCMerced")
+    assert "OA 76.00 %" in text and "over 200 test images" in text and "671 training images" in text
+    assert "the distilled student is 56.00 points below it" in text and "the SFT student is 46.00 points below" in text
+    assert "the teacher is 2.00 points below it" in text
+    assert "the 95 % interval of the teacher reaches the probe's" in text and "SFT student reaches" not in text
+    assert "the teacher is 4.00 points above it" in ceiling_sentence(_scored(20.0, 30.0, 80.0), _probe(76.0, 200),
+                                                                      "t", "UCMerced")
+    assert "lies wholly below" in ceiling_sentence(_scored(20.0, 30.0, 40.0), _probe(76.0, 200), "t", "AID")
+    both = ceiling_sentence(_scored(20.0, 72.0, 74.0), _probe(76.0, 200), "t", "AID")
+    assert "the 95 % intervals of the teacher and the SFT student reach the probe's" in both
 
 
 def test_collapse_is_detected_on_synthetic_answers() -> None:
