@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from kdlib.data.geochat_bench import VQAAnswer
 from kdlib.evaluate.report import binomial_interval, kd_verdict, proportion_interval
 from kdlib.profiles import Profile
 
@@ -124,6 +125,37 @@ def collapse_sentence(answers: Mapping[str, Sequence[str]], unit: str, threshold
     balance = f" (each class is {class_share:.1f} % of them)" if class_share is not None else ""
     return (f"One answer dominates: {_join(found)}{balance}; much of such a score is what that one answer "
             "is worth, not what the model saw.")
+
+
+def type_collapse_sentence(answers: Mapping[str, Sequence[VQAAnswer]], dataset: str, threshold: float = 80.0) -> str:
+    """Names, per question type, every model that gives one answer to at least ``threshold`` % of that
+    type's questions, more often than the references' most frequent answer occurs (so a model that
+    mirrors a skewed truth is not named); empty when none does. ``answers``: model -> its VQA answers
+    (:class:`~kdlib.data.geochat_bench.VQAAnswer`), all on the same questions."""
+    first = next(iter(answers.values()), [])
+    clauses = []
+    for kind in sorted({a.qtype for a in first}):
+        truth, true_share = dominant_answer([a.ground_truth for a in first if a.qtype == kind])
+        found = {}
+        for model, given in answers.items():
+            answer, share = dominant_answer([a.answer for a in given if a.qtype == kind])
+            if share >= threshold and share > true_share:
+                found[model] = (answer, share)
+        if not found:
+            continue
+        if len(found) == len(answers) > 1 and len({a for a, _ in found.values()}) == 1:
+            shares = sorted(s for _, s in found.values())
+            spread = f"{shares[0]:.0f} %" if shares[0] == shares[-1] else f"{shares[0]:.0f}-{shares[-1]:.0f} %"
+            who = f'every model answers "{next(iter(found.values()))[0]}" to {spread} of them'
+        else:
+            who = _join([f'{_ROLES.get(m, m)} answers "{a}" to {s:.0f} %' for m, (a, s) in found.items()])
+        clauses.append(f'{kind.replace("_", "/")} questions, where {who} (the most frequent true answer, '
+                       f'"{truth}", is {true_share:.0f} % of them)')
+    if not clauses:
+        return ""
+    return (f"On {dataset} one answer dominates {'a question type' if len(clauses) == 1 else 'several question types'}: "
+            f"{'; '.join(clauses)}. An accuracy on such a type counts how often that one answer is right, not "
+            "what the model saw.")
 
 
 def same_answer_sentence(answers: Mapping[str, Sequence[str]], what: str) -> str:

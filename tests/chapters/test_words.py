@@ -6,7 +6,8 @@ import pytest
 
 from kdlib.chapters.words import (ceiling_sentence, collapse_sentence, dominant_answer, same_answer_sentence,
                                   single_run_verdict, split_size_clause, start_sentence, trainable_clause,
-                                  trend_clause)
+                                  trend_clause, type_collapse_sentence)
+from kdlib.data.geochat_bench import VQAAnswer
 from kdlib.profiles import get_profile
 
 
@@ -81,6 +82,29 @@ def test_collapse_is_detected_on_synthetic_answers() -> None:
     assert collapse_sentence({"teacher": varied}, "images") == ""
     assert collapse_sentence({"teacher": collapsed}, "images", threshold=90.0) == ""
     assert "(each class is 4.8 % of them)" in collapse_sentence({"teacher": collapsed}, "images", 25.0, 100 / 21)
+
+
+def _vqa(kind: str, answers: list[str], truths: list[str]) -> list[VQAAnswer]:
+    return [VQAAnswer(f"{kind}{i}", kind, a, t) for i, (a, t) in enumerate(zip(answers, truths))]
+
+
+def test_type_collapse_names_each_model_and_type_against_the_truth() -> None:
+    truths = ["0"] * 4 + ["1", "2", "3", "4", "5", "6"]  # "0" is 40 % of the count references
+    presence = ["yes"] * 9 + ["no"]  # a skewed truth: 90 % yes
+    answers = {"teacher": _vqa("count", ["0"] * 10, truths) + _vqa("presence", ["yes"] * 9 + ["no"], presence),
+               "student_kd": _vqa("count", ["1"] * 8 + ["0", "3"], truths) + _vqa("presence", ["yes"] * 10, presence)}
+    text = type_collapse_sentence(answers, "RSVQA-LR")
+    assert 'On RSVQA-LR one answer dominates several question types' in text
+    assert 'count questions, where the teacher answers "0" to 100 % and the distilled student answers "1" to 80 %' in text
+    assert '(the most frequent true answer, "0", is 40 % of them)' in text
+    assert 'presence questions, where the distilled student answers "yes" to 100 %' in text
+    assert "the teacher answers \"yes\"" not in text  # it mirrors the truth's 90 %, not more
+    same = {m: _vqa("count", ["0"] * 10, truths) for m in ("teacher", "student_sft", "student_kd")}
+    assert 'every model answers "0" to 100 % of them' in type_collapse_sentence(same, "RSVQA-HR")
+    assert "every model" not in text
+    varied = {"teacher": _vqa("count", truths, truths)}
+    assert type_collapse_sentence(varied, "RSVQA-HR") == ""
+    assert type_collapse_sentence(answers, "RSVQA-LR", threshold=100.0).count("questions, where") == 2
 
 
 def test_same_answer_sentence_only_when_every_answer_is_one_value() -> None:
