@@ -99,9 +99,11 @@ class DataSpec:
     test_fraction: float = 0.2
     max_length: int = 128  # tokens per training sequence, image tokens excluded
     decode_images: bool = False  # decode every training image fully before a run's first step
+    test_all: bool = False  # test split: every test record of each dataset; train / val keep their subsets
 
     def __post_init__(self) -> None:
         _check(min(self.per_class, self.vqa_per_type, self.captions) >= 0, "data sizes must be >= 0")
+        _check(isinstance(self.test_all, bool), f"data.test_all {self.test_all!r} must be true or false")
         _check(0 < self.val_fraction and 0 < self.test_fraction
                and self.val_fraction + self.test_fraction < 1, "val + test fractions must be in (0, 1)")
 
@@ -151,7 +153,7 @@ class TrainSpec:
             _check(0.0 <= getattr(self, name) < math.inf, f"train.{name} {getattr(self, name)} must be finite and >= 0")
 
 
-NOT_IN_RUNS = ("description", "budget", "seeds", "train.checkpoint_every", "data.decode_images")
+NOT_IN_RUNS = ("description", "budget", "seeds", "train.checkpoint_every", "data.decode_images", "data.test_all")
 """Profile fields (dotted) that describe the study, how often a run saves or what it checks before
 starting, not what it learns: a saved run stays valid when they change."""
 
@@ -271,7 +273,8 @@ def _small() -> Profile:
         student=LLMSpec("HuggingFaceTB/SmolLM2-135M-Instruct",
                         keep_layers=(0, 1, 2, 3, 4, 5, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29)),
         lora=LoRASpec(r=0),
-        data=DataSpec(per_class=40, vqa_per_type=400, captions=600, max_length=256, decode_images=True),
+        data=DataSpec(per_class=40, vqa_per_type=400, captions=600, max_length=256, decode_images=True,
+                      test_all=True),
         train=TrainSpec(sft_steps=300, kd_steps=150, batch_size=8, lr=1e-4, kd_lr=2e-5, max_new_tokens=16,
                         checkpoint_every=25, val_every=100, val_size=200, grad_norm_every=10, kd_init="guided",
                         teacher_steps=750, projector_steps=150),

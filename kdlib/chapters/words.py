@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from kdlib.evaluate.report import SCENE_COLUMNS, kd_verdict
+from kdlib.data.geochat_bench import VQAAnswer
+from kdlib.evaluate.report import SCENE_COLUMNS, binomial_interval, kd_verdict, proportion_interval
 from kdlib.profiles import Profile
 
 _ROLES = {"teacher": "the teacher", "student_sft": "the SFT student", "student_kd": "the distilled student"}
@@ -26,6 +27,16 @@ def trainable_clause(profile: Profile) -> str:
         return f"at the {profile.name} profile every weight of the LLM trains (no LoRA)"
     return (f"at the {profile.name} profile LoRA adapters of rank {profile.lora.r} (alpha {profile.lora.alpha}) "
             "on the LLM's linear layers train, the LLM's own weights stay frozen")
+
+
+def split_size_clause(profile: Profile) -> str:
+    """How ``profile`` sizes its test split: every test record (``data.test_all``) or the same subset
+    proportions as train and val."""
+    if profile.data.test_all:
+        return ("its test split holds every test record of each dataset (data.test_all), while train and "
+                "val keep the profile's subsets: answering costs little next to training, and every "
+                "interval narrows with the test size")
+    return "its test split is subset like train and val, in the proportions of the split"
 
 
 def start_sentence(starts: Mapping[str, float], vocab_size: int, first: int) -> str:
@@ -51,17 +62,6 @@ def trend_clause(values: Sequence[float], k: int, rel_tol: float = 0.05) -> str:
     return f"{verb}: from {start:.3f} (mean of the first {k} steps) to {end:.3f} (mean of the last {k})"
 
 
-def binomial_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a proportion ``hits / n`` in percent, clipped to [0, 100]:
-    centre (p + z²/2n) / (1 + z²/n), half-width z √(p(1-p)/n + z²/4n²) / (1 + z²/n)."""
-    if n <= 0 or not 0 <= hits <= n:
-        raise ValueError(f"binomial_interval needs 0 <= hits <= n and n > 0, got {hits}/{n}")
-    p, d = hits / n, 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / d
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return max(0.0, 100 * (centre - half)), min(100.0, 100 * (centre + half))
-
-
 def single_run_verdict(results: Mapping[str, Mapping[str, Mapping[str, Any]]], task: str, key: str,
                        n: int | None) -> str:
     """:func:`~kdlib.evaluate.report.kd_verdict` with its uncertainty. ``n``: the number of scored
@@ -79,6 +79,27 @@ def single_run_verdict(results: Mapping[str, Mapping[str, Mapping[str, Any]]], t
         lo, hi = binomial_interval(round(value * n / 100), n)
         bounds.append(f"{_ROLES[model].removeprefix('the ')} {lo:.1f}-{hi:.1f}")
     return f"{verdict} in this single run of {n} items (95 % intervals: {', '.join(bounds)} %; {seeds})"
+
+
+def ceiling_sentence(results: Mapping[str, Mapping[str, Mapping[str, Any]]], probe: Mapping[str, Any], task: str,
+                     dataset: str) -> str:
+    """How far each model's OA on ``task`` lies from the linear probe's (``probe``: its scene result on
+    ``task``, :func:`kdlib.analysis.probe.scene_probe`), and whose 95 % interval reaches the probe's."""
+    ceiling = float(probe["OA"])
+    low, high = proportion_interval(probe, "OA")
+    gaps = []
+    for model in _ROLES:
+        gap = float(results[model][task]["OA"]) - ceiling
+        where = "level with it" if abs(gap) < 0.005 else f"{abs(gap):.2f} points {'below' if gap < 0 else 'above'} it"
+        gaps.append(f"{_ROLES[model]} is {where}")
+    reaching = [_ROLES[m] for m in _ROLES if proportion_interval(results[m][task], "OA")[1] >= low]
+    overlap = ("every model's 95 % interval lies wholly below the probe's" if not reaching else
+               f"the 95 % interval of {reaching[0]} reaches the probe's" if len(reaching) == 1 else
+               f"the 95 % intervals of {_join(reaching)} reach the probe's")
+    return (f"On {dataset} a linear probe on the same frozen features reaches OA {ceiling:.2f} % (95 % interval "
+            f"{low:.1f}-{high:.1f} over {int(probe['n'])} test images; fitted on the models' {int(probe['n_train'])} "
+            f"training images, its penalty chosen on {int(probe['n_val'])} validation images): {_join(gaps)}; "
+            f"{overlap}.")
 
 
 def dominant_answer(answers: Sequence[str]) -> tuple[str, float]:
@@ -104,6 +125,37 @@ def collapse_sentence(answers: Mapping[str, Sequence[str]], unit: str, threshold
     balance = f" (each class is {class_share:.1f} % of them)" if class_share is not None else ""
     return (f"One answer dominates: {_join(found)}{balance}; much of such a score is what that one answer "
             "is worth, not what the model saw.")
+
+
+def type_collapse_sentence(answers: Mapping[str, Sequence[VQAAnswer]], dataset: str, threshold: float = 80.0) -> str:
+    """Names, per question type, every model that gives one answer to at least ``threshold`` % of that
+    type's questions, more often than the references' most frequent answer occurs (so a model that
+    mirrors a skewed truth is not named); empty when none does. ``answers``: model -> its VQA answers
+    (:class:`~kdlib.data.geochat_bench.VQAAnswer`), all on the same questions."""
+    first = next(iter(answers.values()), [])
+    clauses = []
+    for kind in sorted({a.qtype for a in first}):
+        truth, true_share = dominant_answer([a.ground_truth for a in first if a.qtype == kind])
+        found = {}
+        for model, given in answers.items():
+            answer, share = dominant_answer([a.answer for a in given if a.qtype == kind])
+            if share >= threshold and share > true_share:
+                found[model] = (answer, share)
+        if not found:
+            continue
+        if len(found) == len(answers) > 1 and len({a for a, _ in found.values()}) == 1:
+            shares = sorted(s for _, s in found.values())
+            spread = f"{shares[0]:.0f} %" if shares[0] == shares[-1] else f"{shares[0]:.0f}-{shares[-1]:.0f} %"
+            who = f'every model answers "{next(iter(found.values()))[0]}" to {spread} of them'
+        else:
+            who = _join([f'{_ROLES.get(m, m)} answers "{a}" to {s:.0f} %' for m, (a, s) in found.items()])
+        clauses.append(f'{kind.replace("_", "/")} questions, where {who} (the most frequent true answer, '
+                       f'"{truth}", is {true_share:.0f} % of them)')
+    if not clauses:
+        return ""
+    return (f"On {dataset} one answer dominates {'a question type' if len(clauses) == 1 else 'several question types'}: "
+            f"{'; '.join(clauses)}. An accuracy on such a type counts how often that one answer is right, not "
+            "what the model saw.")
 
 
 def same_answer_sentence(answers: Mapping[str, Sequence[str]], what: str) -> str:

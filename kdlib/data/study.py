@@ -11,7 +11,10 @@ Splits (all grouped by picture, so no image is in two splits, across tasks too):
 Subsets (:func:`kdlib.data.splits.select`, split proportions kept, ``0`` = all):
 ``per_class`` images per scene class, ``vqa_per_type`` questions per type and dataset (RSVQA,
 RSIVQA, and per DOTA task), ``captions`` UCM-captions images (class-balanced). RSIVQA questions
-with an empty object in the source ("how many  in the picture?") are left out.
+with an empty object in the source ("how many  in the picture?") are left out. With
+``profile.data.test_all`` the test split keeps every test record of each dataset while train and
+val keep the records of their subsets (the same records as without it): the test split is as large
+as the data allows, and no training run changes.
 
 Within each split records are mixed in seeded hash order. Image files are verified only for
 the records kept (``check_images``), which keeps ``tiny`` fast.
@@ -87,6 +90,12 @@ def split_datasets(data: DataSpec, root: Path, seed: int) -> dict[str, Splits]:
 
 
 def _subset(name: str, splits: Splits, data: DataSpec, seed: int) -> Splits:
+    """The profile's subset of one dataset's splits, with the whole test split when ``data.test_all``."""
+    chosen = _select(name, splits, data, seed)
+    return {**chosen, "test": list(splits["test"])} if data.test_all else chosen
+
+
+def _select(name: str, splits: Splits, data: DataSpec, seed: int) -> Splits:
     if name in ("ucmerced", "aid"):
         return select(splits, data.per_class, lambda r: r.meta["class_dir"], seed)
     if name == "ucm_captions":

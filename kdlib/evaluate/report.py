@@ -275,3 +275,34 @@ def kd_verdict(results: Mapping[str, Mapping[str, Mapping[str, Any]]], task: str
 
     return (f"the distilled student's {key} ({kd:.2f} %) is {relation(kd, sft)} the SFT student's ({sft:.2f} %) "
             f"and {relation(kd, teacher)} the teacher's ({teacher:.2f} %)")
+
+
+def binomial_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``hits / n`` in percent, clipped to [0, 100]:
+    centre (p + z²/2n) / (1 + z²/n), half-width z √(p(1-p)/n + z²/4n²) / (1 + z²/n)."""
+    if n <= 0 or not 0 <= hits <= n:
+        raise ValueError(f"binomial_interval needs 0 <= hits <= n and n > 0, got {hits}/{n}")
+    p, d = hits / n, 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / d
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return max(0.0, 100 * (centre - half)), min(100.0, 100 * (centre + half))
+
+
+def proportion_interval(result: Mapping[str, Any], key: str) -> tuple[float, float]:
+    """The 95 % Wilson interval (percent) of a result's proportion ``key`` (in percent) over its ``n`` items."""
+    n = int(result["n"])
+    return binomial_interval(round(float(result[key]) * n / 100), n)
+
+
+def interval_table(results: Mapping[str, Mapping[str, Mapping[str, Any]]], columns: Sequence[Column]) -> pd.DataFrame:
+    """One row per model (its label): each column's proportion and its 95 % Wilson interval
+    (:func:`proportion_interval`) as ``"lo-hi"`` in ``"<label> 95 % interval"``."""
+    rows = {}
+    for model, per_task in results.items():
+        row: dict[str, Any] = {}
+        for column in columns:
+            lo, hi = proportion_interval(per_task[column.task], column.key)
+            row[column.label] = round(float(per_task[column.task][column.key]), 2)
+            row[f"{column.label} 95 % interval"] = f"{lo:.1f}-{hi:.1f}"
+        rows[MODEL_LABELS.get(model, model)] = row
+    return pd.DataFrame.from_dict(rows, orient="index")

@@ -165,27 +165,35 @@ def inner_tower(model: Any) -> torch.nn.Module:
     return tower.tower if isinstance(tower, PooledVisionTower) else tower
 
 
+def feature_layer(model: Any) -> int:
+    """The one hidden layer of ``model``'s vision tower that feeds its projector (``vision_feature_layer``);
+    ``ValueError`` unless there is one and the CLS token is dropped (strategy ``"default"``)."""
+    config = unwrap(model).config
+    if not isinstance(config.vision_feature_layer, int) or config.vision_feature_select_strategy != "default":
+        raise ValueError(f"projector inputs need one feature layer and strategy 'default', got "
+                         f"{config.vision_feature_layer!r} / {config.vision_feature_select_strategy!r}")
+    return config.vision_feature_layer
+
+
 def pooled_tower(model: Any) -> PooledVisionTower:
     """The pooled tower of ``model``; ``ValueError`` unless its features can stand in for pixels
     (pooled tower, one feature layer, CLS dropped)."""
-    base = unwrap(model)
-    config = base.config
-    if not isinstance(base.model.vision_tower, PooledVisionTower):
+    tower = unwrap(model).model.vision_tower
+    if not isinstance(tower, PooledVisionTower):
         raise ValueError("cached vision features need a pooled vision tower (profile vision.pool_grid > 0)")
-    if not isinstance(config.vision_feature_layer, int) or config.vision_feature_select_strategy != "default":
-        raise ValueError(f"cached vision features need one feature layer and strategy 'default', got "
-                         f"{config.vision_feature_layer!r} / {config.vision_feature_select_strategy!r}")
-    return base.model.vision_tower
+    feature_layer(model)
+    return tower
 
 
 def projector_inputs(model: Any, pixel_values: Tensor) -> Tensor:
-    """What the projector of ``model`` receives for images ``[B, 3, S, S]``: ``[B, g^2, D_v]``.
+    """What the projector of ``model`` receives for images ``[B, 3, S, S]``: ``[B, N, D_v]``.
 
-    Hidden layer ``vision_feature_layer`` of the pooled tower without its CLS (strategy
-    ``"default"``); pass the result as ``pixel_values`` to skip the tower (the cache's contract).
+    Hidden layer ``vision_feature_layer`` of the vision tower without its CLS (strategy
+    ``"default"``): ``N = g^2`` pooled tokens for a pooled tower, whose result can be passed as
+    ``pixel_values`` to skip the tower (the cache's contract), else every patch token.
     """
-    tower = pooled_tower(model)
-    layer = unwrap(model).config.vision_feature_layer
+    layer = feature_layer(model)
+    tower = unwrap(model).model.vision_tower
     with torch.no_grad():
         out = tower(pixel_values.to(tower.device, tower.dtype), output_hidden_states=layer)
     return out.hidden_states[layer][:, 1:]

@@ -4,15 +4,22 @@ import math
 
 import pytest
 
-from kdlib.chapters.words import (at_chance, balanced_sentence, binomial_interval, chance_sentence, collapse_sentence,
-                                  dominant_answer, same_answer_sentence, single_run_verdict, start_sentence,
-                                  trainable_clause, trend_clause)
+from kdlib.chapters.words import (at_chance, balanced_sentence, binomial_interval, ceiling_sentence, chance_sentence,
+                                  collapse_sentence, dominant_answer, same_answer_sentence, single_run_verdict,
+                                  split_size_clause, start_sentence, trainable_clause, trend_clause,
+                                  type_collapse_sentence)
+from kdlib.data.geochat_bench import VQAAnswer
 from kdlib.profiles import get_profile
 
 
 def test_trainable_clause_follows_the_profile() -> None:
     assert "every weight" in trainable_clause(get_profile("tiny"))
     assert "LoRA adapters of rank 64" in trainable_clause(get_profile("paper"))
+
+
+def test_split_size_clause_follows_the_profile() -> None:
+    assert "every test record" in split_size_clause(get_profile("small"))
+    assert "every test record" not in split_size_clause(get_profile("tiny"))
 
 
 def test_start_sentence_states_each_start_and_ln_v_as_reference() -> None:
@@ -32,15 +39,6 @@ def test_trend_clause_compares_first_and_last_means() -> None:
         trend_clause([1.0], 1)
 
 
-def test_binomial_interval_is_clipped_and_contains_the_estimate() -> None:
-    assert binomial_interval(0, 10)[0] == 0.0 and binomial_interval(10, 10)[1] == 100.0
-    lo, hi = binomial_interval(30, 100)
-    assert lo < 30 < hi and hi - lo < 20
-    assert binomial_interval(30, 1000)[1] - binomial_interval(30, 1000)[0] < hi - lo
-    with pytest.raises(ValueError):
-        binomial_interval(3, 2)
-
-
 def _results(kd: float, sft: float, teacher: float) -> dict:
     return {"student_kd": {"t": {"OA": kd}}, "student_sft": {"t": {"OA": sft}}, "teacher": {"t": {"OA": teacher}}}
 
@@ -54,6 +52,28 @@ def test_single_run_verdict_carries_uncertainty_and_floor() -> None:
     assert "at floor" in floor and "undecided" not in floor
 
 
+def _probe(oa: float, n: int) -> dict:
+    return {"OA": oa, "n": n, "n_train": 671, "n_val": 85}
+
+
+def _scored(kd: float, sft: float, teacher: float, n: int = 200) -> dict:
+    return {m: {"t": {"OA": v, "n": n}} for m, v in (("student_kd", kd), ("student_sft", sft), ("teacher", teacher))}
+
+
+def test_ceiling_sentence_gives_each_gap_and_the_overlap() -> None:
+    results = _scored(20.0, 30.0, 74.0)
+    text = ceiling_sentence(results, _probe(76.0, 200), "t", "UCMerced")
+    assert "OA 76.00 %" in text and "over 200 test images" in text and "671 training images" in text
+    assert "the distilled student is 56.00 points below it" in text and "the SFT student is 46.00 points below" in text
+    assert "the teacher is 2.00 points below it" in text
+    assert "the 95 % interval of the teacher reaches the probe's" in text and "SFT student reaches" not in text
+    assert "the teacher is 4.00 points above it" in ceiling_sentence(_scored(20.0, 30.0, 80.0), _probe(76.0, 200),
+                                                                      "t", "UCMerced")
+    assert "lies wholly below" in ceiling_sentence(_scored(20.0, 30.0, 40.0), _probe(76.0, 200), "t", "AID")
+    both = ceiling_sentence(_scored(20.0, 72.0, 74.0), _probe(76.0, 200), "t", "AID")
+    assert "the 95 % intervals of the teacher and the SFT student reach the probe's" in both
+
+
 def test_collapse_is_detected_on_synthetic_answers() -> None:
     collapsed = ["forest"] * 17 + ["river", "beach", "harbor"]
     varied = ["forest", "river", "beach", "harbor"] * 5
@@ -63,6 +83,29 @@ def test_collapse_is_detected_on_synthetic_answers() -> None:
     assert collapse_sentence({"teacher": varied}, "images") == ""
     assert collapse_sentence({"teacher": collapsed}, "images", threshold=90.0) == ""
     assert "(each class is 4.8 % of them)" in collapse_sentence({"teacher": collapsed}, "images", 25.0, 100 / 21)
+
+
+def _vqa(kind: str, answers: list[str], truths: list[str]) -> list[VQAAnswer]:
+    return [VQAAnswer(f"{kind}{i}", kind, a, t) for i, (a, t) in enumerate(zip(answers, truths))]
+
+
+def test_type_collapse_names_each_model_and_type_against_the_truth() -> None:
+    truths = ["0"] * 4 + ["1", "2", "3", "4", "5", "6"]  # "0" is 40 % of the count references
+    presence = ["yes"] * 9 + ["no"]  # a skewed truth: 90 % yes
+    answers = {"teacher": _vqa("count", ["0"] * 10, truths) + _vqa("presence", ["yes"] * 9 + ["no"], presence),
+               "student_kd": _vqa("count", ["1"] * 8 + ["0", "3"], truths) + _vqa("presence", ["yes"] * 10, presence)}
+    text = type_collapse_sentence(answers, "RSVQA-LR")
+    assert 'On RSVQA-LR one answer dominates several question types' in text
+    assert 'count questions, where the teacher answers "0" to 100 % and the distilled student answers "1" to 80 %' in text
+    assert '(the most frequent true answer, "0", is 40 % of them)' in text
+    assert 'presence questions, where the distilled student answers "yes" to 100 %' in text
+    assert "the teacher answers \"yes\"" not in text  # it mirrors the truth's 90 %, not more
+    same = {m: _vqa("count", ["0"] * 10, truths) for m in ("teacher", "student_sft", "student_kd")}
+    assert 'every model answers "0" to 100 % of them' in type_collapse_sentence(same, "RSVQA-HR")
+    assert "every model" not in text
+    varied = {"teacher": _vqa("count", truths, truths)}
+    assert type_collapse_sentence(varied, "RSVQA-HR") == ""
+    assert type_collapse_sentence(answers, "RSVQA-LR", threshold=100.0).count("questions, where") == 2
 
 
 def test_same_answer_sentence_only_when_every_answer_is_one_value() -> None:

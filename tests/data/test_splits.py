@@ -115,3 +115,26 @@ def test_study_uses_the_profile_sizes(tiny_study, data_root):
     ucm = {name: [r for r in tiny_study.split(name) if r.image in official] for name in SPLITS}
     assert {r.dataset for name in SPLITS for r in ucm[name]} == {"ucmerced", "rsivqa_ucm", "ucm_captions"}
     assert all(official[r.image] == name for name in SPLITS for r in ucm[name])
+
+
+def test_test_all_keeps_every_test_record_and_the_training_subsets(tiny_study, data_root):
+    from kdlib.data.study import split_datasets
+
+    profile = get_profile("tiny", {"data.test_all": "true"})
+    whole = load_study(profile, data_root, seed=0, check_images=False)
+    for name in ("train", "val"):
+        assert [r.id for r in whole.split(name)] == [r.id for r in tiny_study.split(name)]
+    every_test = {r.id for splits in split_datasets(profile.data, data_root, 0).values() for r in splits["test"]}
+    assert {r.id for r in whole.test} == every_test
+    assert len(whole.test) > len(tiny_study.test)
+    trained = {r.image_key for name in ("train", "val") for r in whole.split(name)}
+    assert not trained & {r.image_key for r in whole.test}
+
+
+def test_test_all_must_be_a_bool():
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="data.test_all"):
+        replace(get_profile("tiny").data, test_all=1)
+    with pytest.raises(ValueError, match="expected true/false"):
+        get_profile("tiny", {"data.test_all": "all"})

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from kdlib.evaluate.paper import paper_value
-from kdlib.evaluate.report import (SCENE_COLUMNS, VQA_COLUMNS, balanced_tasks, class_counts, comparison_table,
-                                   is_balanced, kd_verdict, most_confused, no_class_share, one_column_if_balanced,
-                                   row_normalised)
+from kdlib.evaluate.report import (SCENE_COLUMNS, VQA_COLUMNS, balanced_tasks, binomial_interval, class_counts,
+                                   comparison_table, interval_table, is_balanced, kd_verdict, most_confused,
+                                   no_class_share, one_column_if_balanced, row_normalised)
 from kdlib.evaluate.scene import OTHER
 
 
@@ -96,3 +96,25 @@ def test_a_class_balanced_set_shows_oa_and_aa_as_one_column(tmp_path) -> None:
     assert "AID OA" in table and "AID AA" in table
     with pytest.raises(ValueError, match="scene_aid: OA and AA differ"):
         one_column_if_balanced(comparison_table(results, SCENE_COLUMNS), ["scene_aid"])
+
+
+def test_binomial_interval_is_clipped_and_contains_the_estimate() -> None:
+    assert binomial_interval(0, 10)[0] == 0.0 and binomial_interval(10, 10)[1] == 100.0
+    lo, hi = binomial_interval(30, 100)
+    assert lo < 30 < hi and hi - lo < 20
+    assert binomial_interval(30, 1000)[1] - binomial_interval(30, 1000)[0] < hi - lo
+    with pytest.raises(ValueError):
+        binomial_interval(3, 2)
+
+
+def test_interval_table_gives_each_proportion_its_wilson_interval() -> None:
+    oa = [c for c in SCENE_COLUMNS if c.key == "OA"]
+    results = {"teacher": {"scene_ucmerced": {"OA": 30.0, "n": 100}, "scene_aid": {"OA": 50.0, "n": 300}},
+               "a probe": {"scene_ucmerced": {"OA": 75.0, "n": 200}, "scene_aid": {"OA": 60.0, "n": 300}}}
+    table = interval_table(results, oa)
+    assert list(table.index) == ["teacher, SFT", "a probe"]
+    assert table.at["teacher, SFT", "UCMerced OA"] == 30.0
+    lo, hi = binomial_interval(30, 100)
+    assert table.at["teacher, SFT", "UCMerced OA 95 % interval"] == f"{lo:.1f}-{hi:.1f}"
+    lo, hi = binomial_interval(180, 300)
+    assert table.at["a probe", "AID OA 95 % interval"] == f"{lo:.1f}-{hi:.1f}"
