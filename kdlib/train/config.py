@@ -31,6 +31,7 @@ from typing import Any, Iterable, Mapping
 
 from kdlib.losses.minillm import MiniLLMConfig
 from kdlib.profiles import NOT_IN_RUNS, Profile, TrainSpec, without
+from kdlib.run import TEACHER
 
 METHODS = ("sft", "guided_sft", "paper", "forward_kl", "reverse_kl", "align_kd", "switch_kd")
 ABLATIONS = ("align", "single", "long", "lm", "teacher_mix", "length_norm")
@@ -188,7 +189,7 @@ def run_name(method: str, ablate: Iterable[str] = (), role: str = "student", for
     if unknown:
         raise ValueError(f"unknown ablation(s) {sorted(unknown)}; choose from {', '.join(ABLATIONS)}")
     if method == "sft":
-        return "teacher" if role == "teacher" else "student_sft"
+        return TEACHER if role == "teacher" else "student_sft"
     if method == "guided_sft":
         return "student_guided"
     if method == "paper":
