@@ -58,6 +58,7 @@ class TrainConfig:
     lr: float
     role: str = "student"  # which model an ``sft`` run trains
     micro_batch_size: int = 0  # sequences per forward on one device; 0 = the whole local batch
+    group_by_length: bool = False  # ground-truth batches: micro-batches of similar length, each padded to its longest
     warmup_ratio: float = 0.03
     min_lr_ratio: float = 0.0  # floor of the cosine schedule, as a fraction of lr
     weight_decay: float = 0.0
@@ -106,6 +107,9 @@ class TrainConfig:
             problems.append("grad_clip and adam_eps must be finite")
         if self.micro_batch_size < 0 or self.pt_batch_size < 0 or self.chunk_size < 0:
             problems.append("micro_batch_size, pt_batch_size and chunk_size must be >= 0")
+        if self.group_by_length and not 0 < self.micro_batch_size < self.batch_size:
+            problems.append(f"group_by_length groups rows into micro-batches: micro_batch_size must be in "
+                            f"(0, batch_size {self.batch_size}) (got {self.micro_batch_size})")
         if not 0.0 <= self.warmup_ratio < 1.0 or not 0.0 <= self.min_lr_ratio <= 1.0:
             problems.append("warmup_ratio must be in [0, 1) and min_lr_ratio in [0, 1]")
         if self.grad_clip <= 0 or self.max_length <= 0 or self.max_new_tokens <= 0:

@@ -49,6 +49,13 @@ def test_bad_configurations_are_refused(method, ablate, role, match):
         TrainConfig.from_profile(TINY, method, ablate, role=role)
 
 
+@pytest.mark.parametrize("micro", [0, TINY.train.batch_size])
+def test_length_grouping_needs_micro_batches(micro):
+    with pytest.raises(ValueError, match="group_by_length groups rows into micro-batches"):
+        TrainConfig.from_profile(TINY, "sft", group_by_length=True, micro_batch_size=micro)
+    assert TrainConfig.from_profile(TINY, "sft", group_by_length=True, micro_batch_size=2).group_by_length
+
+
 def test_overrides_and_serialisation():
     cfg = TrainConfig.from_profile(TINY, "paper", ["lm"], micro_batch_size=2)
     d = cfg.to_dict()
