@@ -86,11 +86,13 @@ class RunContext:
         return (self.root if name == TEACHER else self).out_dir
 
     def model_dir(self, name: str) -> Path:
-        """``models/<name>``: a trained model (:func:`kdlib.models.io.save_mllm` folder); the teacher's is the book's."""
+        """``models/<name>``: a trained model (:func:`kdlib.models.io.save_mllm` folder); the teacher's is
+        in the book's folder."""
         return self._home(name) / "models" / name
 
     def train_dir(self, name: str) -> Path:
-        """``train/<name>``: configuration, metrics and checkpoints of the training run ``name``; the teacher's is the book's."""
+        """``train/<name>``: configuration, metrics and checkpoints of the training run ``name``; the
+        teacher's is in the book's folder."""
         return self._home(name) / "train" / name
 
     def answers_file(self, model: str, task: str) -> Path:
