@@ -133,12 +133,16 @@ class TrainSpec:
     lm_coef: float = 1.0
     guided_kd_ratio: float = 0.5  # teacher share of the guided SFT (MiniLLM's KD baseline, torchtune: 0.5)
     kd_init: str = "sft"  # distillation starts from the plain SFT student (sft) or the teacher-guided one (guided)
+    micro_batch_size: int = 0  # sequences per forward (gradient accumulation); 0 = the whole batch
+    group_by_length: bool = False  # micro-batches of similar length, each padded to its own longest (same loss)
     teacher_steps: int = 0  # SFT steps of the teacher, trained once for every seed (the paper's one GeoChat-13B); 0 = sft_steps
     projector_steps: int = 0  # LLaVA stage 1: projector-only steps on image descriptions before every SFT; 0 = off
     projector_lr: float = 1e-3  # learning rate of that stage (LLaVA-1.5's stage 1)
 
     def __post_init__(self) -> None:
         _check(min(self.sft_steps, self.kd_steps, self.teacher_steps) >= 0, "steps must be >= 0")
+        _check(0 <= self.micro_batch_size <= self.batch_size,
+               f"train.micro_batch_size {self.micro_batch_size} must be in [0, batch_size {self.batch_size}]")
         for name in ("lr", "kd_lr", "projector_lr", "grad_clip"):
             _check(math.isfinite(getattr(self, name)), f"train.{name} {getattr(self, name)} must be finite")
         _check(self.batch_size > 0 and min(self.lr, self.kd_lr, self.projector_lr) > 0, "batch_size and lrs must be > 0")
@@ -153,9 +157,10 @@ class TrainSpec:
             _check(0.0 <= getattr(self, name) < math.inf, f"train.{name} {getattr(self, name)} must be finite and >= 0")
 
 
-NOT_IN_RUNS = ("description", "budget", "seeds", "train.checkpoint_every", "data.decode_images", "data.test_all")
-"""Profile fields (dotted) that describe the study, how often a run saves or what it checks before
-starting, not what it learns: a saved run stays valid when they change."""
+NOT_IN_RUNS = ("description", "budget", "seeds", "train.checkpoint_every", "data.decode_images", "data.test_all",
+               "train.micro_batch_size", "train.group_by_length")
+"""Profile fields (dotted) that describe the study, how often a run saves, what it checks before
+starting or how it splits a batch, not what it learns: a saved run stays valid when they change."""
 
 
 def without(d: Mapping[str, Any], paths: Iterable[str]) -> dict[str, Any]:
@@ -277,7 +282,7 @@ def _small() -> Profile:
                       test_all=True),
         train=TrainSpec(sft_steps=300, kd_steps=150, batch_size=8, lr=1e-4, kd_lr=2e-5, max_new_tokens=16,
                         checkpoint_every=25, val_every=100, val_size=200, grad_norm_every=10, kd_init="guided",
-                        teacher_steps=750, projector_steps=150),
+                        teacher_steps=750, projector_steps=150, micro_batch_size=4, group_by_length=True),
         budget="about 2 h per seed on a 2-core CPU (train + evaluate), minutes on a GPU",
     )
 

@@ -10,7 +10,14 @@ Every file a run writes lies under its output folder (``RunContext.out_dir``)::
     results/<chapter>.json         what a chapter measured (seeds.json, ablations.json, ...)
     figures/<name>.png             the figures of the chapters
     cache/vision/                  cached features of the frozen vision tower (``small``)
-    seeds/seed<s>/                 the same layout again for each extra seed of the seeds chapter
+    seeds/seed<s>/                 the same layout again for each extra seed of the seeds chapter (no teacher,
+                                   no stage-1 model)
+
+A study has one teacher, as the paper has one GeoChat-13B: the context of an extra seed
+(:meth:`RunContext.for_seed`) finds ``models/teacher`` and ``train/teacher`` (and the stage-1 models,
+:data:`SHARED_RUNS`) in the book's folder, not under ``seeds/seed<s>/``, and shares the book's vision cache. Every seed also reads the same data
+split (``RunContext.split_seed``), so no seed's students are tested on images the teacher trained on,
+and the seeds are compared on the same test records.
 
 Only this module spells those names; the rest of kdlib asks a :class:`RunContext` for a path.
 The default output folder is ``runs/<profile>`` in the repository (:func:`default_out_dir`), for
@@ -52,6 +59,13 @@ def device_name(device: torch.device) -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+TEACHER = "teacher"
+"""The name of the study's one teacher (its model and training folders)."""
+SHARED_RUNS = (TEACHER, "teacher_projector", "student_projector")
+"""Runs made once for the whole study and kept in the book's folder: the teacher and the two models of
+LLaVA's stage 1 (the student's stands for the one pretrained student the paper starts from)."""
+
+
 @dataclass(frozen=True)
 class RunContext:
     """What a run is (profile, data, seed, device) and where each of its files goes."""
@@ -62,16 +76,28 @@ class RunContext:
     seed: int
     device: torch.device
     progress: bool
-    cache_root: Path | None = None  # features that no seed or run changes; None: ``out_dir/cache``
+    split_seed: int = 0  # the data split and subsets (:func:`kdlib.data.study.load_study`), one for the whole study
+    book: RunContext | None = None  # the book's context this extra seed's context was made from; None: this is it
+
+    @property
+    def root(self) -> RunContext:
+        """The book's context: what every seed shares (the teacher, the vision cache) lives in its folder."""
+        return self.book or self
 
     # -- the layout -------------------------------------------------------------------------
+    def _home(self, name: str) -> Path:
+        """The output folder that holds run ``name``: the book's for :data:`SHARED_RUNS`, this one's otherwise."""
+        return (self.root if name in SHARED_RUNS else self).out_dir
+
     def model_dir(self, name: str) -> Path:
-        """``models/<name>``: a trained model (:func:`kdlib.models.io.save_mllm` folder)."""
-        return self.out_dir / "models" / name
+        """``models/<name>``: a trained model (:func:`kdlib.models.io.save_mllm` folder); the teacher's is
+        in the book's folder."""
+        return self._home(name) / "models" / name
 
     def train_dir(self, name: str) -> Path:
-        """``train/<name>``: configuration, metrics and checkpoints of the training run ``name``."""
-        return self.out_dir / "train" / name
+        """``train/<name>``: configuration, metrics and checkpoints of the training run ``name``; the
+        teacher's is in the book's folder."""
+        return self._home(name) / "train" / name
 
     def answers_file(self, model: str, task: str) -> Path:
         """``answers/<model>/<task>.jsonl``: the answers of ``model`` on evaluation ``task``."""
@@ -102,16 +128,17 @@ class RunContext:
 
     @property
     def vision_cache(self) -> Path:
-        """``cache/vision``: the frozen vision tower's cached features (:mod:`kdlib.models.feature_cache`)."""
-        return (self.cache_root or self.out_dir / "cache") / "vision"
+        """``cache/vision`` of the book's folder: the frozen vision tower's cached features
+        (:mod:`kdlib.models.feature_cache`), the same for every seed."""
+        return self.root.out_dir / "cache" / "vision"
 
     def for_seed(self, seed: int) -> RunContext:
-        """The context of another ``seed``: this one for ``self.seed``, else ``seeds/seed<s>`` with the same
-        layout, sharing this run's vision feature cache (the frozen tower gives every seed the same features)."""
-        if seed == self.seed:
-            return self
-        return replace(self, seed=seed, out_dir=self.out_dir / "seeds" / f"seed{seed}",
-                       cache_root=self.vision_cache.parent)
+        """The context of ``seed``: the book's for the book's seed, else ``seeds/seed<s>`` of the book's folder
+        with the same layout, the same data split, and the book's teacher and vision cache (module docstring)."""
+        root = self.root
+        if seed == root.seed:
+            return root
+        return replace(root, seed=seed, out_dir=root.out_dir / "seeds" / f"seed{seed}", book=root)
 
     # -- reading ----------------------------------------------------------------------------
     def require(self, path: Path, producer: str) -> Path:

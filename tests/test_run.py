@@ -37,3 +37,16 @@ def test_require_names_the_notebook_that_writes_a_missing_file(tmp_path: Path):
         ctx.require(ctx.model_dir("teacher"), producer="training")
     ctx.model_dir("teacher").mkdir(parents=True)
     assert ctx.require(ctx.model_dir("teacher"), producer="training") == ctx.model_dir("teacher")
+
+
+def test_every_seed_finds_the_books_teacher_and_data_split(tmp_path: Path):
+    book = RunContext(get_profile("tiny"), tmp_path / "data", tmp_path / "out", 0, torch.device("cpu"), False)
+    seed1 = book.for_seed(1)
+    assert seed1.root is book and seed1.for_seed(0) is book and seed1.for_seed(2).root is book
+    assert seed1.model_dir("teacher") == book.model_dir("teacher") == tmp_path / "out" / "models" / "teacher"
+    assert seed1.train_dir("teacher") == book.train_dir("teacher")
+    assert seed1.model_dir("student_kd") == tmp_path / "out" / "seeds" / "seed1" / "models" / "student_kd"
+    assert seed1.train_dir("student_sft").is_relative_to(seed1.out_dir) and seed1.out_dir != book.out_dir
+    assert seed1.split_seed == book.split_seed and seed1.vision_cache == book.vision_cache
+    for stage1 in ("teacher_projector", "student_projector"):
+        assert seed1.model_dir(stage1) == book.model_dir(stage1) and seed1.train_dir(stage1) == book.train_dir(stage1)

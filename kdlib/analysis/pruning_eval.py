@@ -237,7 +237,7 @@ def pruning_sweep(ctx: RunContext, model: str = "student_kd", tasks: tuple[str, 
     from kdlib.models.io import load_for_inference
 
     mllm = load_for_inference(ctx.require(ctx.model_dir(model), producer="training"), ctx.device, ctx.profile.dtype)
-    study = load_study(ctx.profile, ctx.data_root, ctx.seed)
+    study = load_study(ctx.profile, ctx.data_root, ctx.split_seed)
     n_tokens = num_image_tokens(mllm.model)
     rows = []
     for keep in keep_counts(n_tokens, fractions):

@@ -1,11 +1,14 @@
 """Several seeds of the study's three main models: mean, 95% confidence interval, the paper's ordering.
 
 The code of the seeds chapter. The training chapter trains teacher, SFT student and distilled
-student for the book's seed (``ctx.seed``); :func:`run_seeds` repeats training and evaluation for
+student for the book's seed (``ctx.seed``); :func:`run_seeds` trains the two students again for
 the next ``profile.seeds - 1`` seeds, each in its own folder (:meth:`kdlib.run.RunContext.for_seed`:
-same layout; finished runs and results that still hold are reused). A seed changes the random initialisation (projectors, ``tiny``
-models), the order of the training batches and the samples drawn during distillation; the data
-split stays the book's (``ctx.seed``), so every seed is scored on the same test records.
+same layout; finished runs and results that still hold are reused), and evaluates all three models
+of every seed. The teacher is the book's for every seed, as the paper distils from one GeoChat-13B.
+A seed changes the students' random initialisation (projectors, ``tiny`` models), the order of the
+training batches and the samples drawn during distillation; the data split is the study's one
+(``ctx.split_seed``), so every seed is scored on the same test records and no seed's test image
+was seen by the teacher.
 
 Per model and task, over ``n`` seeds with values ``x_1..x_n``:
 
@@ -43,16 +46,17 @@ def study_seeds(ctx: RunContext) -> list[int]:
 
 
 def run_seeds(ctx: RunContext, tasks: Sequence[str], seeds: Sequence[int] | None = None) -> dict[int, Results]:
-    """Train (teacher SFT, student SFT, ``paper`` distillation) and evaluate every seed; ``{seed: results}``.
+    """Train the students of every seed (:func:`~kdlib.train.study.run_study_training`, with the book's
+    teacher) and evaluate the three models; ``{seed: results}``.
 
-    The book's seed must already be trained and evaluated (training and scene chapters); other seeds
-    are trained here on the book's data split.
+    The book's seed must already be trained and evaluated (training and scene chapters); other seeds'
+    students are trained here on the study's data split.
     """
     from kdlib.data.study import load_study
     from kdlib.train.study import run_study_training
 
     seeds = study_seeds(ctx) if seeds is None else list(seeds)
-    study = load_study(ctx.profile, ctx.data_root, ctx.seed)
+    study = load_study(ctx.profile, ctx.data_root, ctx.split_seed)
     out: dict[int, Results] = {}
     for seed in seeds:
         here = ctx.for_seed(seed)

@@ -142,7 +142,7 @@ def evaluate_study(ctx: RunContext, models: Sequence[str] = MODELS, tasks: Seque
     :func:`~kdlib.evaluate.generate.answer_budget` of its *training* answers unless
     ``max_new_tokens`` is given; ``limit`` caps the records per task (first in split order).
     ``reuse`` keeps results that still hold (:func:`reusable_result`); ``study`` defaults to the
-    data of ``ctx.seed``.
+    data of ``ctx.split_seed`` (the study's one split, whatever the seed).
     """
     from kdlib.data.study import load_study
     from kdlib.evaluate.generate import answer_budget
@@ -154,7 +154,7 @@ def evaluate_study(ctx: RunContext, models: Sequence[str] = MODELS, tasks: Seque
     if missing:
         raise FileNotFoundError(f"model folder(s) {', '.join(missing)} do not exist: run the notebook "
                                 f"'training' first (or kdlib train --profile {ctx.profile.name} --out {ctx.out_dir})")
-    study = study or load_study(ctx.profile, ctx.data_root, ctx.seed)
+    study = study or load_study(ctx.profile, ctx.data_root, ctx.split_seed)
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for name, folder in folders.items():
         mllm = load_for_inference(folder, ctx.device, ctx.profile.dtype)

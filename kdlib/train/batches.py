@@ -9,6 +9,12 @@ of a step is the same whatever the number of processes. Process ``r`` of ``W`` t
 Loss normalisers are global: :func:`global_count` sums a count over processes, and each
 micro-batch carries ``denom = count / W`` (DDP averages gradients over processes) and
 ``share = b * W / B`` (its fraction of the batch, for losses averaged over samples).
+
+Length grouping (``TrainConfig.group_by_length``) sorts a process's block by sequence length
+before cutting it into micro-batches and drops each micro-batch's all-padding columns, so a
+micro-batch is padded to its own longest row, not to the batch's. The step sees the same
+records and the same normalisers; only the rows' grouping and the padding change, so the step's
+loss and gradient are the same sums in another order.
 """
 
 from __future__ import annotations
@@ -77,20 +83,42 @@ def scored_tokens(labels: Tensor) -> Tensor:
     return (labels[:, 1:] != -100).sum()
 
 
+SEQUENCE_KEYS = ("input_ids", "attention_mask", "labels")
+"""The collated tensors with a sequence axis ``[B, L]`` (the others, e.g. ``pixel_values``, are per row)."""
+
+
+def longest_first(attention_mask: Tensor) -> Tensor:
+    """Row indices ``[B]`` by decreasing sequence length (``attention_mask.sum(1)``), ties in batch order."""
+    return torch.sort(attention_mask.sum(1), descending=True, stable=True).indices
+
+
+def trim_padding(micro: dict[str, Tensor]) -> dict[str, Tensor]:
+    """``micro`` without the columns that are padding in every row (:data:`SEQUENCE_KEYS` only)."""
+    keep = micro["attention_mask"].bool().any(0)
+    return {k: v[:, keep] if k in SEQUENCE_KEYS else v for k, v in micro.items()}
+
+
 def ground_truth_micro_batches(records: Sequence[Any], collate: Callable[[list[Any]], dict[str, Tensor]],
-                               global_batch: int, micro_batch_size: int,
-                               accelerator: Accelerator) -> list[dict[str, Any]]:
+                               global_batch: int, micro_batch_size: int, accelerator: Accelerator,
+                               group_by_length: bool = False) -> list[dict[str, Any]]:
     """Collate this process's records and cut them into micro-batches with global normalisers.
 
     Each micro-batch: the collator's tensors on the device, ``denom`` (scored tokens of the global
     batch / W), ``share`` (``b W / B``) and ``num_tokens`` (non-pad input tokens, for throughput).
+    With ``group_by_length`` the rows go longest first and each micro-batch is trimmed to its own
+    longest row (module docstring).
     """
     batch = to_device(collate(list(records)), accelerator.device)
     world = accelerator.num_processes
     denom = global_count(scored_tokens(batch["labels"]), accelerator) / world
+    if group_by_length:
+        order = longest_first(batch["attention_mask"])
+        batch = {k: v[order] for k, v in batch.items()}
     micros = []
     for rows in micro_slices(batch["input_ids"].shape[0], micro_batch_size):
         micro = {k: v[rows] for k, v in batch.items()}
+        if group_by_length:
+            micro = trim_padding(micro)
         n = micro["input_ids"].shape[0]
         micros.append({**micro, "denom": denom, "share": n * world / global_batch,
                        "num_tokens": int(micro["attention_mask"].sum())})

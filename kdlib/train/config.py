@@ -35,6 +35,7 @@ from typing import Any, Iterable, Mapping
 from kdlib.losses.minillm import MiniLLMConfig
 from kdlib.losses.switch_kd import KNEEDLE_READINGS, SWITCH_DIRECTIONS
 from kdlib.profiles import NOT_IN_RUNS, Profile, TrainSpec, without
+from kdlib.run import TEACHER
 
 METHODS = ("projector", "sft", "guided_sft", "paper", "forward_kl", "reverse_kl", "align_kd", "switch_kd")
 ABLATIONS = ("align", "single", "long", "lm", "teacher_mix", "length_norm")
@@ -47,8 +48,9 @@ TEACHER_METHODS = ("projector", "sft")
 KD_INITS = ("sft", "guided")
 """Where distillation starts: the plain SFT student (``student_sft``) or the teacher-guided one (``student_guided``)."""
 DIVERGENCES = ("reverse_kl", "forward_kl", "jsd")
-NOT_IN_RESULTS = ("progress", "checkpoint_every", "keep_checkpoints")
-"""TrainConfig fields that change how a run reports and saves, not the model it trains."""
+NOT_IN_RESULTS = ("progress", "checkpoint_every", "keep_checkpoints", "micro_batch_size", "group_by_length")
+"""TrainConfig fields that change how a run reports, saves or splits its batches, not the model it trains
+(micro-batches give the same loss and gradient, up to float rounding)."""
 SWITCH_KD_DEFAULTS = (KNEEDLE_READINGS[0], SWITCH_DIRECTIONS[0])
 """Default ``(kneedle_reading, switch_direction)``: Kneedle's own knee, the switched teacher trained towards the teacher."""
 RETIRED = ("minillm.single", "minillm.long", "minillm.lm")
@@ -66,6 +68,7 @@ class TrainConfig:
     lr: float
     role: str = "student"  # which model an ``sft`` run trains
     micro_batch_size: int = 0  # sequences per forward on one device; 0 = the whole local batch
+    group_by_length: bool = False  # ground-truth batches: micro-batches of similar length, each padded to its longest
     warmup_ratio: float = 0.03
     min_lr_ratio: float = 0.0  # floor of the cosine schedule, as a fraction of lr
     weight_decay: float = 0.0
@@ -117,6 +120,9 @@ class TrainConfig:
             problems.append("grad_clip and adam_eps must be finite")
         if self.micro_batch_size < 0 or self.pt_batch_size < 0 or self.chunk_size < 0:
             problems.append("micro_batch_size, pt_batch_size and chunk_size must be >= 0")
+        if self.group_by_length and not 0 < self.micro_batch_size < self.batch_size:
+            problems.append(f"group_by_length groups rows into micro-batches: micro_batch_size must be in "
+                            f"(0, batch_size {self.batch_size}) (got {self.micro_batch_size})")
         if not 0.0 <= self.warmup_ratio < 1.0 or not 0.0 <= self.min_lr_ratio <= 1.0:
             problems.append("warmup_ratio must be in [0, 1) and min_lr_ratio in [0, 1]")
         if self.grad_clip <= 0 or self.max_length <= 0 or self.max_new_tokens <= 0:
@@ -166,7 +172,8 @@ class TrainConfig:
         sft_steps = t.teacher_steps if role == "teacher" and t.teacher_steps else t.sft_steps
         steps, lr = {"projector": (t.projector_steps, t.projector_lr)}.get(
             method, (sft_steps, t.lr) if sft else (t.kd_steps, t.kd_lr))
-        base = cls(method=method, role=role, steps=steps, batch_size=t.batch_size, lr=lr, warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
+        base = cls(method=method, role=role, steps=steps, batch_size=t.batch_size, lr=lr,
+                   micro_batch_size=t.micro_batch_size, group_by_length=t.group_by_length, warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
                    grad_clip=t.grad_clip, max_length=profile.data.max_length, seed=seed,
                    checkpoint_every=t.checkpoint_every, dtype=profile.dtype, progress=progress, ablate=ablated,
                    max_new_tokens=t.max_new_tokens, minillm=minillm, val_every=t.val_every if method in ("sft", "guided_sft") else 0, val_size=t.val_size,
@@ -215,7 +222,7 @@ def run_name(method: str, ablate: Iterable[str] = (), role: str = "student", for
     if method == "projector":
         return f"{role}_projector"
     if method == "sft":
-        return "teacher" if role == "teacher" else "student_sft"
+        return TEACHER if role == "teacher" else "student_sft"
     if method == "guided_sft":
         return "student_guided"
     if method == "paper":

@@ -98,7 +98,7 @@ class GroundTruthTask:
     def micro_batches(self, step: int) -> list[dict[str, Any]]:
         chosen = local_block([self.records[i] for i in self.order.indices(step)], self.accelerator)
         return ground_truth_micro_batches(chosen, self.collate, self.cfg.batch_size, self.cfg.micro_batch_size,
-                                          self.accelerator)
+                                          self.accelerator, self.cfg.group_by_length)
 
 
 def train_collator(model: nn.Module, tokenizer: Any, image_processor: Any, cfg: TrainConfig,

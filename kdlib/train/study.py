@@ -7,8 +7,11 @@ Where each run's files go is :class:`kdlib.run.RunContext`'s layout (``model_dir
 :class:`Variant` (the related-methods and ablations chapters). Distillation loads the two SFT
 models of the run, so the runs can also be done one by one.
 
+The study has one teacher (:data:`kdlib.run.TEACHER`): the context of any seed trains and finds it in
+the book's folder, trained with the book's seed, and every seed's students start from it.
+
 A run whose saved model, ``config.json`` and ``data.json`` match what would be trained now (same
-configuration, profile and training records, every step logged) is reused, not retrained:
+configuration, profile, training records and start models, every step logged) is reused, not retrained:
 rebuilding the ``small`` book does not repeat an hour of training. ``reuse=False`` (``kdlib train
 --no-reuse``) trains anyway.
 """
@@ -35,7 +38,7 @@ from kdlib.files import write_json
 from kdlib.models import ModelPair, build_pair, build_tokenizer, load_mllm, save_mllm
 from kdlib.models.feature_cache import data_processor
 from kdlib.profiles import Profile
-from kdlib.run import RunContext
+from kdlib.run import TEACHER, RunContext
 from kdlib.train import checkpoint
 from kdlib.train.config import (SFT_METHODS, TEACHER_METHODS, TrainConfig, changed_fields, kd_start, run_name,
                                sft_start)
@@ -116,14 +119,20 @@ def _main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def write_data_file(run_dir: Path, study: Study, finished: bool) -> None:
-    """Record the run's training records (main process, atomic): when it starts (``finished`` false,
-    what ``--resume`` checks) and once its model is saved (``finished`` true)."""
+def start_names(run_dir: Path, starts: Iterable[Path]) -> list[str]:
+    """The models a run starts from as paths relative to ``run_dir`` (the same on every machine)."""
+    return [os.path.relpath(start, run_dir) for start in starts]
+
+
+def write_data_file(run_dir: Path, study: Study, finished: bool, starts: Iterable[Path] = ()) -> None:
+    """Record the run's training records and start models (main process, atomic): when it starts
+    (``finished`` false, what ``--resume`` checks) and once its model is saved (``finished`` true)."""
     if _main_process():
         run_dir.mkdir(parents=True, exist_ok=True)
         with writing(data_file(run_dir)):
             write_json(data_file(run_dir), {"train_records": records_digest(study.train), "n": len(study.train),
-                                            "finished": finished}, indent=None)
+                                            "starts": start_names(run_dir, starts), "finished": finished},
+                       indent=None)
 
 
 def check_start(run_dir: Path, study: Study, resume: bool, restart: bool) -> None:
@@ -142,22 +151,24 @@ def check_start(run_dir: Path, study: Study, resume: bool, restart: bool) -> Non
     if saved and saved.get("train_records") != records_digest(study.train):
         raise UserError(f"{data}: --resume: the checkpoints were trained on other records ({saved.get('n')} "
                         f"training records) than this data gives ({len(study.train)}); use the same --data-root "
-                        "and --seed, or start over with --restart")
+                        "and profile data sizes, or start over with --restart")
 
 
 def finished_run(run_dir: Path, model_dir: Path, cfg: TrainConfig, profile: Profile, study: Study,
                  starts: Iterable[Path] = ()) -> RunPaths | None:
     """The run's paths when ``model_dir`` is saved after its ``starts`` (the models it began
-    from) and ``run_dir`` holds this configuration and profile (no
-    :func:`~kdlib.train.config.changed_fields`) and ``study.train`` records with all
-    ``cfg.steps`` steps logged; else None."""
+    from, the same folders ``data.json`` records) and ``run_dir`` holds this configuration and
+    profile (no :func:`~kdlib.train.config.changed_fields`) and ``study.train`` records with all
+    ``cfg.steps`` steps logged; else None. A ``data.json`` written before the starts were recorded
+    began from the models of its own folder (``models/<name>``, the layout of that time)."""
     config, metrics, data = run_dir / "config.json", run_dir / "metrics.jsonl", data_file(run_dir)
     if not (model_dir.is_dir() and config.is_file() and metrics.is_file() and data.is_file()):
         return None
-    saved = json.loads(data.read_text())
+    saved, starts = json.loads(data.read_text()), list(starts)
     if saved.get("train_records") != records_digest(study.train) or not saved.get("finished", True):
         return None
-    if any(_newest(start) > _newest(model_dir) for start in starts):
+    began = saved.get("starts", start_names(run_dir, (model_dir.parent / start.name for start in starts)))
+    if began != start_names(run_dir, starts) or any(_newest(start) > _newest(model_dir) for start in starts):
         return None
     same = not changed_fields(json.loads(config.read_text()), cfg, profile)
     return RunPaths(model_dir, metrics) if same and len(read_metrics(metrics)) == cfg.steps else None
@@ -170,23 +181,27 @@ def train_run(ctx: RunContext, method: str, role: str = "student", ablate: Itera
 
     ``sft`` and ``guided_sft`` start from :func:`build_models` (``role`` picks teacher or student;
     ``guided_sft`` is guided by the run's ``teacher``); the distillation methods start from the run's
-    ``teacher`` and :func:`~kdlib.train.config.kd_start` models (checked before any data is read). ``study`` defaults to the data of ``ctx.seed``; ``changes``
+    ``teacher`` and :func:`~kdlib.train.config.kd_start` models (checked before any data is read). The
+    teacher is the study's one: ``role="teacher"`` trains (or reuses) it in the book's context
+    (``ctx.root``), whatever seed ``ctx`` has. ``study`` defaults to the data of ``ctx.split_seed``; ``changes``
     override :class:`TrainConfig` fields. The configuration is built here, once, and passed down.
     Temporary folders of killed runs are removed; existing checkpoints are continued (``resume``)
     or replaced (``restart``), never silently deleted (:func:`check_start`); with
     ``profile.data.decode_images`` every training image is decoded before the first step.
     """
+    if role == "teacher":
+        ctx = ctx.root
     cfg = TrainConfig.from_profile(ctx.profile, method, ablate, role=role, seed=ctx.seed, progress=ctx.progress,
                                    **changes)
     run_dir, model_dir = ctx.train_dir(cfg.run_name), ctx.model_dir(cfg.run_name)
     if _main_process():
         for leftover in (f".{cfg.run_name}.tmp-*", f".{cfg.run_name}.old-*"):
             remove_stale(model_dir.parent, leftover)
-    teacher = [] if method in TEACHER_METHODS else [_require_model(ctx, "teacher", "--method sft --role teacher")]
+    teacher = [] if method in TEACHER_METHODS else [_require_model(ctx, TEACHER, "--method sft --role teacher")]
     start = kd_start(ctx.profile) if method not in SFT_METHODS else sft_start(ctx.profile, method, role)
     producer = _PRODUCERS.get(start or "", f"--method projector --role {role}")
     starts = [*teacher, *([_require_model(ctx, start, producer)] if start else [])]
-    study = study or load_study(ctx.profile, ctx.data_root, ctx.seed)
+    study = study or load_study(ctx.profile, ctx.data_root, ctx.split_seed)
     records = _run_records(study, method)
     done = finished_run(run_dir, model_dir, cfg, ctx.profile, records, starts) if reuse else None
     if done is not None:
@@ -196,7 +211,7 @@ def train_run(ctx: RunContext, method: str, role: str = "student", ablate: Itera
     check_start(run_dir, records, resume, restart)
     if ctx.profile.data.decode_images:
         decode_record_images(records.train)
-    write_data_file(run_dir, records, finished=False)
+    write_data_file(run_dir, records, finished=False, starts=starts)
     if method in SFT_METHODS:
         if start:
             stage1 = load_mllm(starts[-1])
@@ -210,11 +225,11 @@ def train_run(ctx: RunContext, method: str, role: str = "student", ablate: Itera
     else:
         teacher, start = (load_mllm(path) for path in starts)
         tokenizer, processor = start.tokenizer, start.image_processor
-        pt = pretrain_texts(ctx.profile, ctx.data_root, ctx.seed) if "lm" in cfg.terms else ()
+        pt = pretrain_texts(ctx.profile, ctx.data_root, ctx.split_seed) if "lm" in cfg.terms else ()
         result = distill(start.model, teacher.model, tokenizer, data_processor(start.model, processor, ctx.vision_cache),
                          study, cfg, ctx.profile, run_dir, pt_texts=pt, resume=resume, device=ctx.device)
     _save(model_dir, result.model, tokenizer, processor, run_dir)
-    write_data_file(run_dir, records, finished=True)
+    write_data_file(run_dir, records, finished=True, starts=starts)
     return RunPaths(model_dir, result.metrics)
 
 
@@ -232,16 +247,17 @@ def run_study_training(ctx: RunContext, method: str = "paper", ablate: Iterable[
     (``train.kd_init = guided``) and distillation at ``ctx.profile``.
 
     Saves the models ``teacher``, ``student_sft`` and the distilled one (``student_kd`` for ``paper``) and
-    a metrics JSONL per run; returns their paths by run name. ``study`` defaults to the data of
-    ``ctx.seed``. A run a dead kernel interrupted continues from its newest checkpoint (``resume``,
-    as the book's chapters do).
+    a metrics JSONL per run; returns their paths by run name. The teacher is the book's
+    (:func:`train_run`): for another seed it is reused, not trained again. ``study`` defaults to the
+    data of ``ctx.split_seed``. A run a dead kernel interrupted continues from its newest checkpoint
+    (``resume``, as the book's chapters do).
     """
-    study = study or load_study(ctx.profile, ctx.data_root, ctx.seed)
+    study = study or load_study(ctx.profile, ctx.data_root, ctx.split_seed)
     common = dict(resume=resume, study=study, **changes)
     runs = {}
     for role in ("teacher", "student") if ctx.profile.train.projector_steps else ():
         runs[run_name("projector", role=role)] = train_run(ctx, "projector", role=role, **common)
-    runs["teacher"] = train_run(ctx, "sft", role="teacher", **common)
+    runs[TEACHER] = train_run(ctx, "sft", role="teacher", **common)
     runs["student_sft"] = train_run(ctx, "sft", role="student", **common)
     if kd_start(ctx.profile) == run_name("guided_sft"):
         runs[run_name("guided_sft")] = train_run(ctx, "guided_sft", **common)
@@ -266,7 +282,7 @@ def train_variants(ctx: RunContext, variants: Sequence[Variant], study: Study | 
     """Distil the run's ``teacher`` into its :func:`~kdlib.train.config.kd_start` student once per variant, same budget as ``student_kd``;
     ``{run name: model folder}``. A missing SFT model names the training notebook; a finished run is
     reused, an interrupted one continues from its newest checkpoint."""
-    for model in ("teacher", kd_start(ctx.profile)):
+    for model in (TEACHER, kd_start(ctx.profile)):
         ctx.require(ctx.model_dir(model), producer="training")
-    study = study or load_study(ctx.profile, ctx.data_root, ctx.seed)
+    study = study or load_study(ctx.profile, ctx.data_root, ctx.split_seed)
     return {v.name: train_run(ctx, v.method, ablate=v.ablate, resume=True, study=study).model for v in variants}

@@ -5,8 +5,14 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+import torch
 
-from kdlib.train.batches import BatchOrder, local_block, micro_slices, step_generator
+from kdlib.models import load_mllm
+from kdlib.train.batches import (BatchOrder, ground_truth_micro_batches, local_block, micro_slices, scored_tokens,
+                                 step_generator)
+from kdlib.train.config import TrainConfig
+from kdlib.train.harness import make_accelerator, train_collator
+from kdlib.train.methods import build_objective
 
 
 def test_each_epoch_visits_every_sample_once_in_a_seeded_order():
@@ -33,7 +39,46 @@ def test_micro_slices_cover_the_rows():
 
 
 def test_step_noise_is_reproducible():
-    import torch
-
     a, b = (torch.rand(3, generator=step_generator(0, 5)) for _ in range(2))
     assert torch.equal(a, b) and not torch.equal(a, torch.rand(3, generator=step_generator(0, 6)))
+
+
+def _step_sums(objective, micros):
+    """The step's loss and gradient: sums over the micro-batches, as the training loop forms them."""
+    objective.zero_grad()
+    loss = sum(objective(dict(m))["loss"] for m in micros)
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in objective.named_parameters() if p.grad is not None}
+
+
+def _sequences(micros) -> list[tuple[int, ...]]:
+    """The non-padding token ids of every row of ``micros``, sorted: which records the step sees."""
+    return sorted(tuple(ids[mask.bool()].tolist()) for m in micros
+                  for ids, mask in zip(m["input_ids"], m["attention_mask"]))
+
+
+def test_length_grouping_changes_no_loss_value_and_pads_less(profile, study, start_models):
+    start = load_mllm(start_models / "models" / "student_sft")
+    cfg = TrainConfig.from_profile(profile, "sft", batch_size=8, progress=False)
+    accelerator = make_accelerator(cfg, "cpu")
+    collate = train_collator(start.model, start.tokenizer, start.image_processor, cfg)
+    by_task: dict[str, list] = {}
+    for record in study.train:  # long (captions, regions) and short (classes, yes/no) answers mixed
+        by_task.setdefault(record.task, []).append(record)
+    records = [r for rs in by_task.values() for r in rs[:2]][:8]
+    objective = build_objective(start.model, None, cfg).eval()  # no dropout: every grouping sees the same net
+
+    def micros(size: int, grouped: bool):
+        return ground_truth_micro_batches(records, collate, 8, size, accelerator, grouped)
+
+    whole, plain, grouped = micros(0, False), micros(2, False), micros(2, True)
+    assert grouped[0]["denom"] == plain[0]["denom"] == float(scored_tokens(whole[0]["labels"]))
+    assert _sequences(grouped) == _sequences(whole) and sum(m["num_tokens"] for m in grouped) == whole[0]["num_tokens"]
+    positions = [sum(m["input_ids"].numel() for m in ms) for ms in (whole, plain, grouped)]
+    assert positions[2] < positions[1] == positions[0], positions
+    (loss0, grads0), (loss1, _), (loss2, grads2) = (_step_sums(objective, ms) for ms in (whole, plain, grouped))
+    torch.testing.assert_close(loss1, loss0, rtol=1e-5, atol=0)
+    torch.testing.assert_close(loss2, loss0, rtol=1e-5, atol=0)
+    assert grads0.keys() == grads2.keys()
+    for name in grads0:
+        torch.testing.assert_close(grads2[name], grads0[name], rtol=1e-4, atol=1e-6, msg=name)

@@ -49,6 +49,13 @@ def test_bad_configurations_are_refused(method, ablate, role, match):
         TrainConfig.from_profile(TINY, method, ablate, role=role)
 
 
+@pytest.mark.parametrize("micro", [0, TINY.train.batch_size])
+def test_length_grouping_needs_micro_batches(micro):
+    with pytest.raises(ValueError, match="group_by_length groups rows into micro-batches"):
+        TrainConfig.from_profile(TINY, "sft", group_by_length=True, micro_batch_size=micro)
+    assert TrainConfig.from_profile(TINY, "sft", group_by_length=True, micro_batch_size=2).group_by_length
+
+
 def test_overrides_and_serialisation():
     cfg = TrainConfig.from_profile(TINY, "paper", ["lm"], micro_batch_size=2)
     d = cfg.to_dict()
@@ -139,3 +146,13 @@ def test_a_switch_kd_run_saved_before_its_readings_were_fields_is_unchanged():
     saved = run_record(cfg, TINY)
     del saved["train"]["kneedle_reading"], saved["train"]["switch_direction"]
     assert changed_fields(saved, cfg, TINY) == []
+
+
+def test_micro_batching_comes_from_the_profile_and_keeps_saved_runs_valid(overrides):
+    profile = get_profile("tiny", {**overrides, "train.micro_batch_size": 2, "train.group_by_length": True})
+    cfg = TrainConfig.from_profile(profile, "sft")
+    assert (cfg.micro_batch_size, cfg.group_by_length) == (2, True)
+    plain = get_profile("tiny", overrides)
+    assert changed_fields(run_record(TrainConfig.from_profile(plain, "sft"), plain), cfg, profile) == []
+    with pytest.raises(ValueError, match="micro_batch_size"):
+        get_profile("tiny", {**overrides, "train.micro_batch_size": 5})

@@ -104,20 +104,46 @@ def test_a_finished_run_is_reused_not_retrained(reference, run_overrides, data_r
     assert (reference.model / "model.safetensors").stat().st_mtime_ns == saved
     run_dir = out / "train" / "student_kd"
     cfg = TrainConfig.from_profile(profile, "paper")
-    assert finished_run(run_dir, reference.model, cfg, profile, study) == reference
-    assert finished_run(run_dir, reference.model, cfg, profile.override({"seeds": 5, "budget": "x"}), study) == reference
+    starts = [out / "models" / "teacher", out / "models" / "student_sft"]
+    assert finished_run(run_dir, reference.model, cfg, profile, study, starts) == reference
+    assert finished_run(run_dir, reference.model, cfg, profile.override({"seeds": 5, "budget": "x"}), study,
+                        starts) == reference
     saving = profile.override({"train.checkpoint_every": 3})
-    assert finished_run(run_dir, reference.model, TrainConfig.from_profile(saving, "paper"), saving, study) == reference
-    assert finished_run(run_dir, reference.model, cfg, profile.override({"data.per_class": 3}), study) is None
+    assert finished_run(run_dir, reference.model, TrainConfig.from_profile(saving, "paper"), saving, study,
+                        starts) == reference
+    assert finished_run(run_dir, reference.model, cfg, profile.override({"data.per_class": 3}), study, starts) is None
     fewer = dataclasses.replace(study, train=study.train[1:])
-    assert finished_run(run_dir, reference.model, cfg, profile, fewer) is None
+    assert finished_run(run_dir, reference.model, cfg, profile, fewer, starts) is None
     other = TrainConfig.from_profile(get_profile("tiny", {**run_overrides, "train.kd_lr": 1e-4}), "paper")
-    assert finished_run(run_dir, reference.model, other, profile, study) is None
-    newer_teacher = tmp_path / "teacher"
-    newer_teacher.mkdir()
-    (newer_teacher / "model.safetensors").write_bytes(b"")
-    os.utime(newer_teacher / "model.safetensors", ns=(saved + 10**9, saved + 10**9))
-    assert finished_run(run_dir, reference.model, cfg, profile, study, [newer_teacher]) is None
+    assert finished_run(run_dir, reference.model, other, profile, study, starts) is None
+    elsewhere = tmp_path / "teacher"  # another teacher, older than the run: not the one it distilled from
+    shutil.copytree(starts[0], elsewhere)
+    os.utime(elsewhere / "model.safetensors", ns=(saved - 10**9, saved - 10**9))
+    assert finished_run(run_dir, reference.model, cfg, profile, study, [elsewhere, starts[1]]) is None
+    teacher_file = starts[0] / "model.safetensors"
+    before = teacher_file.stat().st_mtime_ns
+    try:  # the same teacher, saved again after the run
+        os.utime(teacher_file, ns=(saved + 10**9, saved + 10**9))
+        assert finished_run(run_dir, reference.model, cfg, profile, study, starts) is None
+    finally:
+        os.utime(teacher_file, ns=(before, before))
+
+
+def test_a_run_saved_before_its_starts_were_recorded_began_from_its_own_folder(reference, run_overrides, study,
+                                                                               tmp_path):
+    profile = get_profile("tiny", run_overrides)
+    out = tmp_path / "old"
+    shutil.copytree(reference.model.parent.parent, out)
+    run_dir, model = out / "train" / "student_kd", out / "models" / "student_kd"
+    data = json.loads((run_dir / "data.json").read_text())
+    assert data.pop("starts") == ["../../models/teacher", "../../models/student_sft"]
+    (run_dir / "data.json").write_text(json.dumps(data))
+    cfg = TrainConfig.from_profile(profile, "paper")
+    own = [out / "models" / "teacher", out / "models" / "student_sft"]
+    assert finished_run(run_dir, model, cfg, profile, study, own) is not None
+    book_teacher = tmp_path / "book" / "models" / "teacher"  # a seed's run that now starts from the book's teacher
+    shutil.copytree(own[0], book_teacher)
+    assert finished_run(run_dir, model, cfg, profile, study, [book_teacher, own[1]]) is None
 
 
 def test_a_killed_run_resumes_with_the_same_loss_curve(reference, run_overrides, start_models, data_root, study,
