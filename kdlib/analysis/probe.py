@@ -24,6 +24,7 @@ pooled, so the images the models were trained and tested on are not run through 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,7 +112,8 @@ def scene_probe(ctx: RunContext, study: Study | None = None, tasks: Sequence[str
     vision tower of the saved ``model`` (frozen, so every model's); written to ``results/probe.json``.
 
     Returns ``{task: {OA, AA, per_class, n, hits, C, val_accuracy, n_train, n_val, records}}``;
-    ``records`` is the sha256 of the test record ids, as in the models' result provenance.
+    ``records`` is the sha256 of the test record ids, as in the models' result provenance: when
+    ``model`` has a result on ``task`` scored on other test records, ``ValueError`` names its file.
     """
     study = study or load_study(ctx.profile, ctx.data_root, ctx.seed)
     mllm = load_for_inference(ctx.model_dir(model), ctx.device, ctx.profile.dtype)
@@ -122,6 +124,7 @@ def scene_probe(ctx: RunContext, study: Study | None = None, tasks: Sequence[str
         empty = [name for name, records in split.items() if not records]
         if empty:
             raise ValueError(f"{task}: no {' / '.join(empty)} records for the probe at profile {ctx.profile.name}")
+        _check_same_test(ctx, model, task, records_digest(split["test"]))
         x = {name: mean_projector_inputs(mllm, records, ctx.vision_cache) for name, records in split.items()}
         y = {name: [r.answer for r in records] for name, records in split.items()}
         fit = fit_probe(x["train"], y["train"], x["val"], y["val"])
@@ -133,3 +136,12 @@ def scene_probe(ctx: RunContext, study: Study | None = None, tasks: Sequence[str
     write_json(ctx.chapter_file("probe.json"), {**out, "provenance": {**ctx.provenance(), "seed": ctx.seed,
                                                                       "tower_of": model}})
     return out
+
+
+def _check_same_test(ctx: RunContext, model: str, task: str, digest: str) -> None:
+    """``ValueError`` naming ``model``'s result file on ``task`` when it was scored on other test records."""
+    path = ctx.result_file(model, task)
+    scored = json.loads(path.read_text()).get("provenance", {}).get("records") if path.is_file() else None
+    if scored not in (None, digest):
+        raise ValueError(f"{path}: {model} was scored on other {task} test records than the probe's "
+                         f"(records {scored[:12]}..., probe {digest[:12]}...): evaluate the models again")

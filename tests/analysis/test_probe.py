@@ -116,3 +116,16 @@ def test_scene_probe_scores_the_test_records_of_a_run(pair, profile, tmp_path) -
     assert result["records"] == records_digest(study.test) and result["OA"] >= 90.0
     saved = json.loads(ctx.chapter_file("probe.json").read_text())
     assert saved["scene_ucmerced"]["OA"] == result["OA"] and saved["provenance"]["tower_of"] == "teacher"
+
+
+def test_scene_probe_refuses_a_run_scored_on_other_test_records(pair, profile, tmp_path) -> None:
+    study = _coloured_study(tmp_path / "images", {"red": (220, 30, 30), "blue": (20, 40, 230)},
+                            {"train": 3, "val": 1, "test": 2})
+    ctx = RunContext(profile, tmp_path, tmp_path / "out", 0, torch.device("cpu"), False)
+    save_mllm(ctx.model_dir("teacher"), pair.teacher, pair.tokenizer, pair.image_processor)
+    ctx.result_file("teacher", "scene_ucmerced").parent.mkdir(parents=True)
+    ctx.result_file("teacher", "scene_ucmerced").write_text(json.dumps({"provenance": {"records": "0" * 64}}))
+    with pytest.raises(ValueError, match="scored on other scene_ucmerced test records"):
+        scene_probe(ctx, study, tasks=("scene_ucmerced",))
+    ctx.result_file("teacher", "scene_ucmerced").write_text(json.dumps({"provenance": {"records": records_digest(study.test)}}))
+    assert scene_probe(ctx, study, tasks=("scene_ucmerced",))["scene_ucmerced"]["n"] == 4
