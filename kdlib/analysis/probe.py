@@ -108,14 +108,15 @@ def probe_scores(fit: ProbeFit, test_x: np.ndarray, test_y: Sequence[str]) -> di
 
 def scene_probe(ctx: RunContext, study: Study | None = None, tasks: Sequence[str] = SCENE_TASKS,
                 model: str = "teacher") -> dict[str, dict[str, Any]]:
-    """The probe of each scene task on the run's data (``study`` defaults to ``ctx.seed``'s), with the
-    vision tower of the saved ``model`` (frozen, so every model's); written to ``results/probe.json``.
+    """The probe of each scene task on the run's data (``study`` defaults to the study's one split,
+    ``ctx.split_seed``), with the vision tower of the saved ``model`` (frozen, so every model's); written
+    to ``results/probe.json``.
 
     Returns ``{task: {OA, AA, per_class, n, hits, C, val_accuracy, n_train, n_val, records}}``;
     ``records`` is the sha256 of the test record ids, as in the models' result provenance: when
     ``model`` has a result on ``task`` scored on other test records, ``ValueError`` names its file.
     """
-    study = study or load_study(ctx.profile, ctx.data_root, ctx.seed)
+    study = study or load_study(ctx.profile, ctx.data_root, ctx.split_seed)
     mllm = load_for_inference(ctx.model_dir(model), ctx.device, ctx.profile.dtype)
     out = {}
     for task in tasks:
