@@ -100,8 +100,9 @@ class RunContext:
         return self._home(name) / "train" / name
 
     def answers_file(self, model: str, task: str) -> Path:
-        """``answers/<model>/<task>.jsonl``: the answers of ``model`` on evaluation ``task``."""
-        return self.out_dir / "answers" / model / f"{task}.jsonl"
+        """``answers/<model>/<task>.jsonl``: the answers of ``model`` on evaluation ``task`` (a shared
+        model's in the book's folder: every seed tests it on the same records)."""
+        return self._home(model) / "answers" / model / f"{task}.jsonl"
 
     @property
     def crops_dir(self) -> Path:
@@ -109,8 +110,8 @@ class RunContext:
         return self.out_dir / "answers" / "images"
 
     def results_dir(self, model: str) -> Path:
-        """``results/<model>``: the scores of one model, one file per task."""
-        return self.out_dir / "results" / model
+        """``results/<model>``: the scores of one model, one file per task (a shared model's in the book's folder)."""
+        return self._home(model) / "results" / model
 
     def result_file(self, model: str, task: str) -> Path:
         """``results/<model>/<task>.json``: the scores of ``model`` on ``task``."""

@@ -50,3 +50,6 @@ def test_every_seed_finds_the_books_teacher_and_data_split(tmp_path: Path):
     assert seed1.split_seed == book.split_seed and seed1.vision_cache == book.vision_cache
     for stage1 in ("teacher_projector", "student_projector"):
         assert seed1.model_dir(stage1) == book.model_dir(stage1) and seed1.train_dir(stage1) == book.train_dir(stage1)
+    assert seed1.answers_file("teacher", "vqa_lr") == book.answers_file("teacher", "vqa_lr")
+    assert seed1.result_file("teacher", "vqa_lr") == book.result_file("teacher", "vqa_lr")
+    assert seed1.result_file("student_kd", "vqa_lr").is_relative_to(seed1.out_dir)
