@@ -283,7 +283,7 @@ def _small() -> Profile:
         train=TrainSpec(sft_steps=300, kd_steps=150, batch_size=8, lr=1e-4, kd_lr=2e-5, max_new_tokens=16,
                         checkpoint_every=25, val_every=100, val_size=200, grad_norm_every=10, kd_init="guided",
                         teacher_steps=750, projector_steps=150, micro_batch_size=4, group_by_length=True),
-        budget="about 2 h per seed on a 2-core CPU (train + evaluate), minutes on a GPU",
+        budget="hours on a 2-core CPU (one teacher with stage 1: about 2.8 h; then each seed's students), minutes on a GPU",
     )
 
 
