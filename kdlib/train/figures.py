@@ -14,7 +14,7 @@ from kdlib.train.metrics_log import TIMING_KEYS, read_metrics
 from kdlib.train.validation import read_best
 
 #: logged keys that are not loss terms
-NOT_LOSSES = ("step", "lr", "grad_norm", "tokens", *TIMING_KEYS)
+NOT_LOSSES = ("step", "lr", "grad_norm", "tokens", "generated_tokens", *TIMING_KEYS)
 #: logged on some steps only: validation loss, per-term gradient norms and cosines
 NOT_LOSS_PREFIXES = ("val_", "grad_norm_", "grad_cos_")
 

@@ -10,8 +10,8 @@ import pytest
 
 from kdlib.files import write_json
 from kdlib.plots import PAGE_WIDTH
-from kdlib.train.figures import (gradient_panels, logged_series, stage1_curves, term_gradient_series,
-                                 validation_curves)
+from kdlib.train.figures import (gradient_panels, logged_series, loss_curves, loss_terms, stage1_curves,
+                                 term_gradient_series, validation_curves)
 from kdlib.train.metrics_log import MetricsLog
 from kdlib.train.validation import best_file, read_best
 
@@ -99,3 +99,12 @@ def test_term_gradient_series_and_panels_show_every_logged_term(tmp_path):
     assert [len(line.get_xdata()) for line in norm_ax.lines] == [0, 4, 4]  # a zero norm is not drawn on a log scale
     assert [line.get_ydata()[0] for line in cos_ax.lines if len(line.get_xdata()) == 4] == [0.0, 0.02, 0.9]
     assert term_gradient_series(_kd(tmp_path / "none.jsonl", {"lm": (1.0, 1.0)}, every=math.inf)) == {}
+
+
+def test_an_sft_run_is_drawn_as_its_one_term_not_its_counters(tmp_path):
+    records = [{"step": s, "ce": 3.0 / s, "loss": 3.0 / s, "lr": 1e-3, "grad_norm": 1.0, "tokens": 90,
+                "generated_tokens": 0, "tokens_per_s": 10.0} for s in range(1, 5)]
+    metrics = _log(tmp_path / "metrics.jsonl", records)
+    assert list(loss_terms(metrics)) == ["loss", "ce"]
+    fig = loss_curves(metrics, "SFT")
+    assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == ["cross-entropy (SFT)"]
