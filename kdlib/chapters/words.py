@@ -59,7 +59,8 @@ def trend_clause(values: Sequence[float], k: int, rel_tol: float = 0.05) -> str:
     start, end = float(x[:k].mean()), float(x[-k:].mean())
     verb = ("stayed about level" if abs(end - start) <= rel_tol * max(abs(start), 1e-12)
             else "fell" if end < start else "rose")
-    return f"{verb}: from {start:.3f} (mean of the first {k} steps) to {end:.3f} (mean of the last {k})"
+    first, last = ("the first step", "the last") if k == 1 else (f"mean of the first {k} steps", f"mean of the last {k}")
+    return f"{verb}: from {start:.3f} ({first}) to {end:.3f} ({last})"
 
 
 def single_run_verdict(results: Mapping[str, Mapping[str, Mapping[str, Any]]], task: str, key: str,
