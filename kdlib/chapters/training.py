@@ -23,8 +23,8 @@ DROWNS = 10.0
 """A term drowns the others when its median gradient norm is at least this many times every other term's."""
 STEERS = 0.1
 """Cosine to the total gradient above which a term is said to steer the update. Two unrelated directions
-in millions of parameters have a cosine near 0 (about 1 / sqrt(dimension)); at 0.1 a term's own
-direction is visibly part of the update."""
+among d parameters have a cosine of about 1 / sqrt(d), near 0 for any model here (d >= 10^5); at 0.1 a
+term's own direction is visibly part of the update."""
 
 
 def run_plan(profile: Profile) -> str:
@@ -61,10 +61,10 @@ def run_plan(profile: Profile) -> str:
 
 
 def selection_rule(profile: Profile) -> str:
-    """Which weights an SFT run keeps at ``profile``: the best-validation step, or the last one."""
+    """Which weights an SFT run keeps at ``profile``: the best-validation step, or the last one (plain text)."""
     t = profile.train
     if not t.val_every:
-        return ("No SFT computes a validation loss at this profile (`train.val_every` = 0): each keeps the "
+        return ("No SFT computes a validation loss at this profile (train.val_every = 0): each keeps the "
                 "weights of its last step.")
     records = f"the first {t.val_size} validation records" if t.val_size else "the validation split"
     return (f"Every SFT (stage 1 aside) computes its loss on {records} every {t.val_every} steps and after its "
@@ -72,7 +72,7 @@ def selection_rule(profile: Profile) -> str:
 
 
 def stage1_sentence(ce: Mapping[str, Sequence[float]], lr: float, first: int = 5) -> str:
-    """What stage 1 did: ce maps a model (teacher, student) to its per-step description
+    """What stage 1 did: ``ce`` maps a model (``teacher``, ``student``) to its per-step description
     cross-entropy; each is compared mean of the first ``first`` steps against mean of the last."""
     steps = len(next(iter(ce.values())))
     parts = [f"the {model}'s {trend_clause(values, first)}" for model, values in ce.items()]
@@ -117,15 +117,15 @@ def kd_start_sentence(profile: Profile, guided_terms: Mapping[str, Sequence[floa
 
 def selection_sentence(run: str, steps: int, val_steps: Sequence[int], val_loss: Sequence[float],
                        kept: tuple[int, float]) -> str:
-    """``"teacher kept step 200 of 300 (val loss 1.234): ..."``: the step a run kept (``kept``: step
+    """``"teacher kept step 200 of 300 (val loss 1.234; ...)"``: the step a run kept (``kept``: step
     and its validation loss), against its ``steps`` and the validation losses it logged."""
     step, loss = kept
-    text = f"{run} kept step {step} of {steps} (val loss {loss:.3f})"
+    text = f"{run} kept step {step} of {steps} (val loss {loss:.3f}"
     last_step, last = int(val_steps[-1]), float(val_loss[-1])
     if step == last_step:
-        return f"{text}: its last check was its lowest"
-    return (f"{text}: its last check, at step {last_step}, read {last:.3f}, so the {last_step - step} steps "
-            "after the kept one are not in its model")
+        return f"{text}, its last check and its lowest)"
+    return (f"{text}; its last check, at step {last_step}, read {last:.3f}, so the {last_step - step} steps "
+            "after the kept one are not in its model)")
 
 
 def steering_sentence(series: Mapping[str, TermGradients], drowns: float = DROWNS, steers: float = STEERS,
@@ -133,7 +133,11 @@ def steering_sentence(series: Mapping[str, TermGradients], drowns: float = DROWN
     """Which term steers the distillation update, from the logged per-term gradients: the term with the
     largest median gradient norm and its ratio to each other term's, whether it drowns the others (at
     least ``drowns`` times every other median), and whether the ``reverse`` terms' median cosine to
-    the total gradient is above or below ``steers``. The norms are those of the weighted terms."""
+    the total gradient is above or below ``steers``. The norms are those of the weighted terms. Empty
+    ``series`` (nothing logged): says so."""
+    if not series:
+        return ("No per-term gradients were logged (train.grad_norm_every = 0), so this run cannot say which "
+                "term steers the update.")
     if len(series) < 2:
         raise ValueError(f"steering_sentence needs at least two terms, got {list(series)}")
     medians = {name: float(np.median(s.norms)) for name, s in series.items()}
@@ -171,3 +175,13 @@ def _smaller(top: float, other: float) -> str:
     if r < 1.05:
         return f"{other:.3g} (about as large)"
     return f"{other:.3g} ({r:.0f} times smaller)" if r >= 10 else f"{other:.3g} ({r:.1f} times smaller)"
+
+
+def weights_clause(profile: Profile) -> str:
+    """The weights of the paper objective's terms at ``profile`` (``train.<term>_coef``), against Eq. 10's 1."""
+    t = profile.train
+    weights = {"projector MSE": t.align_coef, "single-step": t.single_coef, "long-term": t.long_coef,
+               "LM": t.lm_coef}
+    listed = join_words([f"{name} {value:g}" for name, value in weights.items()])
+    same = "the paper's Eq. 10 weights" if set(weights.values()) == {1.0} else "Eq. 10 gives each weight 1"
+    return f"the total is their weighted sum, with weights {listed} ({same}; train.align_coef, single_coef, long_coef, lm_coef)"

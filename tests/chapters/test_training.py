@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from kdlib.chapters.training import (kd_start_sentence, no_stage1_sentence, run_plan, selection_sentence,
-                                     stage1_sentence, steering_sentence)
+                                     stage1_sentence, steering_sentence, weights_clause)
 from kdlib.profiles import get_profile
 from kdlib.train.figures import TermGradients
 
@@ -14,7 +14,7 @@ from kdlib.train.figures import TermGradients
 def test_run_plan_lists_the_runs_the_profile_trains():
     tiny, small = run_plan(get_profile("tiny")), run_plan(get_profile("small"))
     assert "Stage 1" not in tiny and "student_guided" not in tiny and "from the baseline student" in tiny
-    assert "train.val_every` = 0" in tiny
+    assert "(train.val_every = 0)" in tiny
     assert "1. **Stage 1**" in small and "150 steps at learning rate 0.001" in small
     assert "4. **Teacher-guided SFT** (`student_guided`" in small and "from the teacher-guided student" in small
     assert "750 steps" in small and "first 200 validation records every 100 steps" in small
@@ -50,10 +50,10 @@ def test_kd_start_sentence_follows_kd_init_and_the_ratio():
 
 def test_selection_sentence_names_the_kept_step_and_what_came_after():
     early = selection_sentence("teacher", 300, [100, 200, 300], [2.0, 1.5, 1.7], (200, 1.5))
-    assert early.startswith("teacher kept step 200 of 300 (val loss 1.500)")
+    assert early.startswith("teacher kept step 200 of 300 (val loss 1.500;")
     assert "at step 300, read 1.700" in early and "100 steps" in early
     last = selection_sentence("student_sft", 300, [100, 200, 300], [2.0, 1.5, 1.4], (300, 1.4))
-    assert last == "student_sft kept step 300 of 300 (val loss 1.400): its last check was its lowest"
+    assert last == "student_sft kept step 300 of 300 (val loss 1.400, its last check and its lowest)"
 
 
 def _series(**terms):
@@ -74,3 +74,10 @@ def test_steering_sentence_says_from_the_numbers_whether_one_term_drowns_the_oth
     assert "above 0.3: it steers" in steering_sentence(_series(single=(1.0, 0.5), lm=(2.0, 0.9)), steers=0.3)
     with pytest.raises(ValueError):
         steering_sentence(_series(lm=(1.0, 1.0)))
+    assert "train.grad_norm_every = 0" in steering_sentence({})
+
+
+def test_weights_clause_follows_the_profile():
+    assert "projector MSE 1, single-step 1, long-term 1 and LM 1 (the paper's Eq. 10 weights" in weights_clause(
+        get_profile("tiny"))
+    assert "LM 0.1 (Eq. 10 gives each weight 1" in weights_clause(get_profile("tiny", {"train.lm_coef": 0.1}))
