@@ -263,7 +263,7 @@ def _tiny() -> Profile:
         lora=LoRASpec(r=0),
         data=DataSpec(per_class=10, vqa_per_type=20, captions=40, max_length=160),
         train=TrainSpec(sft_steps=240, kd_steps=40, batch_size=8, lr=2e-3, kd_lr=5e-4,
-                        max_new_tokens=8, checkpoint_every=0),
+                        max_new_tokens=8, checkpoint_every=0, grad_norm_every=5),
         vocab_size=1024,
         budget="the whole book in <= 10 min on a 2-core CPU",
     )

@@ -7,6 +7,8 @@
   the paper's recipe, their budgets and tables.
 - :mod:`~kdlib.chapters.ablations`: the paper's recipe with one part removed at a time.
 - :mod:`~kdlib.chapters.seeds`: several seeds of the study's three models, intervals and verdicts.
+- :mod:`~kdlib.chapters.training`: the training chapter's words from the profile and the runs (which runs,
+  stage 1, where distillation starts, the kept step, which term steers the update).
 - :mod:`~kdlib.chapters.words`: sentences of every chapter written from its numbers and profile
   (loss trends, single-run verdicts with intervals, collapsed and degenerate answers).
 - :mod:`~kdlib.chapters.tables`: the paper's Tables 3-8 rebuilt from a run's results.

@@ -44,7 +44,7 @@ def start_sentence(starts: Mapping[str, float], vocab_size: int, first: int) -> 
     with the uniform guess ln V as a reference: ``starts`` maps a role to that mean."""
     uniform = math.log(vocab_size)
     parts = [f"{_ROLES.get(role, role)}'s {value:.2f} ({_side(value, uniform)} ln V)" for role, value in starts.items()]
-    return (f"Over the first {first} steps the answer cross-entropy averages {_join(parts)} nats per token "
+    return (f"Over the first {first} steps the answer cross-entropy averages {join_words(parts)} nats per token "
             f"(for reference, a uniform guess over the {vocab_size:,} tokens scores ln V = {uniform:.2f})")
 
 
@@ -59,7 +59,8 @@ def trend_clause(values: Sequence[float], k: int, rel_tol: float = 0.05) -> str:
     start, end = float(x[:k].mean()), float(x[-k:].mean())
     verb = ("stayed about level" if abs(end - start) <= rel_tol * max(abs(start), 1e-12)
             else "fell" if end < start else "rose")
-    return f"{verb}: from {start:.3f} (mean of the first {k} steps) to {end:.3f} (mean of the last {k})"
+    first, last = ("the first step", "the last") if k == 1 else (f"mean of the first {k} steps", f"mean of the last {k}")
+    return f"{verb}: from {start:.3f} ({first}) to {end:.3f} ({last})"
 
 
 def single_run_verdict(results: Mapping[str, Mapping[str, Mapping[str, Any]]], task: str, key: str,
@@ -95,10 +96,10 @@ def ceiling_sentence(results: Mapping[str, Mapping[str, Mapping[str, Any]]], pro
     reaching = [_ROLES[m] for m in _ROLES if proportion_interval(results[m][task], "OA")[1] >= low]
     overlap = ("every model's 95 % interval lies wholly below the probe's" if not reaching else
                f"the 95 % interval of {reaching[0]} reaches the probe's" if len(reaching) == 1 else
-               f"the 95 % intervals of {_join(reaching)} reach the probe's")
+               f"the 95 % intervals of {join_words(reaching)} reach the probe's")
     return (f"On {dataset} a linear probe on the same frozen features reaches OA {ceiling:.2f} % (95 % interval "
             f"{low:.1f}-{high:.1f} over {int(probe['n'])} test images; fitted on the models' {int(probe['n_train'])} "
-            f"training images, its penalty chosen on {int(probe['n_val'])} validation images): {_join(gaps)}; "
+            f"training images, its penalty chosen on {int(probe['n_val'])} validation images): {join_words(gaps)}; "
             f"{overlap}.")
 
 
@@ -123,7 +124,7 @@ def collapse_sentence(answers: Mapping[str, Sequence[str]], unit: str, threshold
     if not found:
         return ""
     balance = f" (each class is {class_share:.1f} % of them)" if class_share is not None else ""
-    return (f"One answer dominates: {_join(found)}{balance}; much of such a score is what that one answer "
+    return (f"One answer dominates: {join_words(found)}{balance}; much of such a score is what that one answer "
             "is worth, not what the model saw.")
 
 
@@ -148,7 +149,7 @@ def type_collapse_sentence(answers: Mapping[str, Sequence[VQAAnswer]], dataset: 
             spread = f"{shares[0]:.0f} %" if shares[0] == shares[-1] else f"{shares[0]:.0f}-{shares[-1]:.0f} %"
             who = f'every model answers "{next(iter(found.values()))[0]}" to {spread} of them'
         else:
-            who = _join([f'{_ROLES.get(m, m)} answers "{a}" to {s:.0f} %' for m, (a, s) in found.items()])
+            who = join_words([f'{_ROLES.get(m, m)} answers "{a}" to {s:.0f} %' for m, (a, s) in found.items()])
         clauses.append(f'{kind.replace("_", "/")} questions, where {who} (the most frequent true answer, '
                        f'"{truth}", is {true_share:.0f} % of them)')
     if not clauses:
@@ -174,7 +175,7 @@ def balanced_sentence(tasks: Sequence[str]) -> str:
     names = [c.paper[2] for c in SCENE_COLUMNS if c.key == "OA" and c.task in tasks and c.paper]
     if not names:
         return ""
-    return (f"On {_join(names)} every class has the same number of test images in every answer file, and on a "
+    return (f"On {join_words(names)} every class has the same number of test images in every answer file, and on a "
             "class-balanced test set AA (the mean of the per-class recalls) equals OA exactly; the table shows the "
             "two as one \"OA = AA\" column (the paper's OA and AA columns stay as printed).")
 
@@ -202,12 +203,13 @@ def chance_sentence(task: str, metric: str, scores: Mapping[str, float], num_cla
            "collapse to one class, not what the model sees" if min(shares) == 100 else
            "an accuracy at chance shows no sign that the model uses what it sees")
     return (f"On {task} the {metric} is exactly chance, 100/{num_classes} = {100 / num_classes:.2f} %, with "
-            f"{_join(parts)}: {why}.")
+            f"{join_words(parts)}: {why}.")
 
 
 def _side(value: float, reference: float) -> str:
     return "above" if value > reference else "below" if value < reference else "at"
 
 
-def _join(parts: Sequence[str]) -> str:
+def join_words(parts: Sequence[str]) -> str:
+    """``"a"``, ``"a and b"``, ``"a, b and c"``."""
     return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"

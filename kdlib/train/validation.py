@@ -43,6 +43,23 @@ def validation_loss(module: nn.Module, batches: Iterable[dict[str, Any]], accele
     return total / count
 
 
+def best_file(run_dir: Path) -> Path:
+    """``run_dir/best.json``: the step with the lowest validation loss of a run and that loss."""
+    return run_dir / "best.json"
+
+
+def read_best(run_dir: Path) -> tuple[int, float] | None:
+    """``(step, val_loss)`` of the weights a finished run kept (:func:`best_file`); None for a run without validation."""
+    path = best_file(run_dir)
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text())
+    try:
+        return int(saved["step"]), float(saved["val_loss"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: needs an integer step and a float val_loss ({err})") from None
+
+
 def _trainable(module: nn.Module) -> list[str]:
     return [name for name, p in module.named_parameters() if p.requires_grad]
 
@@ -51,7 +68,7 @@ class BestWeights:
     """The step with the lowest validation loss of a run and its trainable parameters (on disk)."""
 
     def __init__(self, run_dir: Path, accelerator: Accelerator) -> None:
-        self.record = run_dir / "best.json"
+        self.record = best_file(run_dir)
         self.weights = run_dir / "checkpoints" / "best.pt"
         self.accelerator = accelerator
         self.step, self.loss = 0, float("inf")
@@ -65,11 +82,10 @@ class BestWeights:
 
     def restore(self, resumed_step: int) -> None:
         """Take up the best of a resumed run, unless it was recorded after the checkpoint resumed from."""
-        if self.record.is_file() and self.weights.is_file():
-            saved = json.loads(self.record.read_text())
-            if saved["step"] <= resumed_step:
-                self.step, self.loss = int(saved["step"]), float(saved["val_loss"])
-                return
+        saved = read_best(self.record.parent) if self.weights.is_file() else None
+        if saved is not None and saved[0] <= resumed_step:
+            self.step, self.loss = saved
+            return
         self.reset()
 
     def update(self, module: nn.Module, step: int, loss: float) -> bool:

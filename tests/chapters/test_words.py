@@ -35,6 +35,7 @@ def test_trend_clause_compares_first_and_last_means() -> None:
     assert trend_clause(rising[::-1], 3).startswith("fell: from 0.210")
     assert trend_clause([1.0, 1.01, 0.99, 1.0], 2).startswith("stayed about level")
     assert "first 2 steps" in trend_clause([1.0, 2.0, 3.0, 4.0], 5)  # k capped at half the run
+    assert trend_clause([1.0, 2.0], 5) == "rose: from 1.000 (the first step) to 2.000 (the last)"
     with pytest.raises(ValueError):
         trend_clause([1.0], 1)
 

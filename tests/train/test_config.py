@@ -77,14 +77,17 @@ def test_changed_fields_name_what_changes_the_model_only():
 
 
 def test_a_run_saved_before_a_field_was_added_is_unchanged_at_its_default():
-    cfg = TrainConfig.from_profile(TINY, "paper")
-    saved = run_record(cfg, TINY)
+    at_default = TINY.override({"train.grad_norm_every": 0})  # every field popped below at its default
+    cfg = TrainConfig.from_profile(at_default, "paper")
+    saved = run_record(cfg, at_default)
     for key in ("val_every", "grad_norm_every", "kd_init", "lm_coef"):
         saved["profile"]["train"].pop(key)
         saved["train"].pop(key, None)
-    assert changed_fields(saved, cfg, TINY) == []
-    guided = TINY.override({"train.kd_init": "guided"})
+    assert changed_fields(saved, cfg, at_default) == []
+    guided = at_default.override({"train.kd_init": "guided"})
     assert changed_fields(saved, TrainConfig.from_profile(guided, "paper"), guided) == ["profile.train.kd_init"]
+    assert changed_fields(saved, TrainConfig.from_profile(TINY, "paper"), TINY) == \
+        ["profile.train.grad_norm_every", "train.grad_norm_every"]  # tiny's 5 is not the old runs' 0
 
 
 def test_resume_refuses_checkpoints_of_another_configuration(tmp_path):

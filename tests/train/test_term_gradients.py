@@ -111,3 +111,19 @@ def test_every_paper_term_is_measured_on_the_tiny_models(start_models, data_root
                                    study=study).metrics)
     keep = lambda r: {k: v for k, v in r.items() if k not in TIMING_KEYS and not k.startswith(("grad_norm_", "grad_cos_"))}
     assert [keep(r) for r in records] == [keep(r) for r in again]
+
+
+@pytest.mark.parametrize("method", ["forward_kl", "reverse_kl", "align_kd", "switch_kd"])
+def test_every_distillation_method_of_the_book_measures_its_terms(method, start_models, data_root, study, overrides,
+                                                                  tmp_path):
+    """tiny logs per-term gradients (``train.grad_norm_every``), so every distillation of its book does."""
+    profile = get_profile("tiny", {**overrides, "train.kd_steps": 1, "train.grad_norm_every": 1})
+    out = tmp_path / "out"
+    shutil.copytree(start_models / "models", out / "models")
+    ctx = RunContext(profile, data_root, out, 0, torch.device("cpu"), False)
+    (record,) = read_metrics(train_run(ctx, method, study=study).metrics)
+    terms = TrainConfig.from_profile(profile, method).terms
+    for term in terms:
+        assert record[f"grad_norm_{term}"] >= 0 and abs(record[f"grad_cos_{term}"]) <= 1 + 1e-6, term
+    projected = sum(record[f"grad_norm_{t}"] * record[f"grad_cos_{t}"] for t in terms)
+    assert projected == pytest.approx(record["grad_norm"], rel=1e-4)
