@@ -35,7 +35,7 @@ from transformers import GenerationConfig
 
 from kdlib.data.collate import Collator
 from kdlib.data.records import Record
-from kdlib.evaluate.shared_prefix import greedy_batches
+from kdlib.evaluate.shared_prefix import caches_prefixes, greedy_batches
 from kdlib.models.features import num_image_tokens
 from kdlib.models.io import LoadedMLLM
 
@@ -114,16 +114,18 @@ def generate_answers(mllm: LoadedMLLM, records: Sequence[Record], max_new_tokens
                      progress: bool = True, desc: str = "generate", shared_prefix: bool = True) -> list[str]:
     """Greedy answers to ``records`` (in their order), ``batch_size`` prompts at a time.
 
-    ``shared_prefix`` (the default): :func:`shared_prefix_batches`, the system line once per call and
-    each picture once for all its questions; False: :func:`padded_batches`, every prompt whole
-    through ``generate``. Both give the same answers (up to floating-point rounding on near ties).
-    The model is put in eval mode.
+    ``shared_prefix`` (the default) takes :func:`shared_prefix_batches`, the system line once per
+    call and each picture once for all its questions, when the model allows it
+    (:func:`~kdlib.evaluate.shared_prefix.caches_prefixes`); otherwise, or with False,
+    :func:`padded_batches` sends every prompt whole through the model's ``generate``. Both give the
+    same answers (up to floating-point rounding on near ties). The model is put in eval mode.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     mllm.model.eval()
     config = greedy_config(mllm.tokenizer, max_new_tokens)
-    batches = (shared_prefix_batches if shared_prefix else padded_batches)(mllm, records, config, batch_size)
+    fast = shared_prefix and caches_prefixes(mllm.model)
+    batches = (shared_prefix_batches if fast else padded_batches)(mllm, records, config, batch_size)
     answers: list[str] = [""] * len(records)
     total = math.ceil(len(records) / batch_size)
     for chosen, batch_answers in tqdm(batches, total=total, desc=desc, disable=not progress, unit="batch"):

@@ -40,12 +40,20 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from transformers import DynamicCache
+from transformers import DynamicCache, LlavaForConditionalGeneration
 
 from kdlib.data.collate import Collator
 from kdlib.data.instructions import to_conversation
 from kdlib.data.records import Record
+from kdlib.models.lora import unwrap
 from kdlib.sampling import next_token_logits, position_ids
+
+
+def caches_prefixes(model: Any) -> bool:
+    """Whether chunked forwards after a cache compute what one forward on the whole prompt does: true
+    for a LLaVA model (or a peft wrapper of one), not for a wrapper that edits the prompt inside its
+    forward (:class:`kdlib.analysis.pruning_eval.PrunedMLLM` drops image tokens)."""
+    return isinstance(unwrap(model), LlavaForConditionalGeneration)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from kdlib.data.instructions import to_conversation
 from kdlib.data.prompts import chat_text, scene_query, vqa_query
 from kdlib.data.records import Record
 from kdlib.evaluate.generate import generate_answers, generation_collator
-from kdlib.evaluate.shared_prefix import extend, plan_prompts
+from kdlib.evaluate.shared_prefix import caches_prefixes, extend, plan_prompts
 from kdlib.models.build import build_pair
 from kdlib.models.io import LoadedMLLM
 from kdlib.models.tokenizer import build_tokenizer
@@ -113,3 +113,13 @@ def test_shared_prefix_answers_equal_generate_on_whole_prompts(mllm: LoadedMLLM,
 def test_empty_chunk_is_refused(mllm: LoadedMLLM) -> None:
     with pytest.raises(ValueError, match="at least one token"):
         extend(mllm.model, [None, None], [[1, 2], []], mllm.tokenizer.pad_token_id)
+
+
+def test_only_plain_llava_models_take_the_cached_path(mllm: LoadedMLLM) -> None:
+    class EditsPrompt(torch.nn.Module):
+        def __init__(self, model: torch.nn.Module) -> None:
+            super().__init__()
+            self.model = model
+
+    assert caches_prefixes(mllm.model)
+    assert not caches_prefixes(EditsPrompt(mllm.model))
