@@ -9,11 +9,13 @@ least) its last image token. :func:`plan_prompts` cuts each prompt as ``x_i = h 
 
 - the head ``h``: the longest common prefix of all prompts that ends before the first image token
   (special prefix, system line, ``USER:``), text only: one forward per call;
-- the picture part ``c_g``: for the records of picture ``g`` (same file, crop and tokens up to the
-  image) the rest of their longest common prefix, image tokens included, ending at least one token
-  before the shortest of their prompts: one forward per picture, with its pixel values, after the
-  head's cache;
-- the suffix ``s_i`` (>= 1 token): one row per record, after its picture's cache, then greedy decoding.
+- the picture part ``c_g``: for two or more records on picture ``g`` (same file, crop and tokens up
+  to the image) the rest of their longest common prefix, image tokens included, ending at least one
+  token before the shortest of their prompts: one forward per picture, with its pixel values, after
+  the head's cache. A record alone on its picture has an empty part: nothing to share;
+- the suffix ``s_i`` (>= 1 token): one row per record, after its picture part's cache (the head's
+  when the part is empty; the suffix then holds the image tokens and the forward the pixel values),
+  then greedy decoding.
 
 RSVQA asks ~100 questions per picture, which then share system + image (~100 tokens); a scene
 record is alone on its picture, so it shares only the head (its class list follows the image).
@@ -158,16 +160,19 @@ class PromptPlan:
     """Prompts cut as ``x_i = head + pictures[picture_of[i]] + suffixes[i]`` (module docstring)."""
 
     head: list[int]
-    pictures: list[list[int]]
+    pictures: list[list[int]]  # empty for a record alone on its picture
     picture_convs: list[dict]  # one conversation per picture, to load its pixels from
     picture_of: list[int]
     suffixes: list[list[int]]
 
     def order(self) -> list[int]:
-        """Record indices grouped by picture (longer picture parts first), longer suffixes first within one."""
-        rank = sorted(range(len(self.pictures)), key=lambda g: -len(self.pictures[g]))
-        place = {g: r for r, g in enumerate(rank)}
-        return sorted(range(len(self.suffixes)), key=lambda i: (place[self.picture_of[i]], -len(self.suffixes[i])))
+        """Record indices: those sharing a picture part together (longer parts first), then those
+        alone on their picture; longer suffixes first within each."""
+        def key(i: int) -> tuple[int, int, int]:
+            part = self.pictures[self.picture_of[i]]
+            return -len(part), self.picture_of[i] if part else -1, -len(self.suffixes[i])
+
+        return sorted(range(len(self.suffixes)), key=key)
 
 
 def plan_prompts(collate: Collator, records: Sequence[Record]) -> PromptPlan:
@@ -187,7 +192,7 @@ def plan_prompts(collate: Collator, records: Sequence[Record]) -> PromptPlan:
     pictures, picture_convs, picture_of, suffixes = [], [], [0] * len(records), [[] for _ in records]
     for g, members in enumerate(groups.values()):
         own = [prompts[i] for i in members]
-        cut = min(common_length(own), min(len(ids) for ids in own) - 1)
+        cut = min(common_length(own), min(len(ids) for ids in own) - 1) if len(own) > 1 else head
         pictures.append(own[0][head:cut])
         picture_convs.append(convs[members[0]])
         for i in members:
@@ -195,12 +200,30 @@ def plan_prompts(collate: Collator, records: Sequence[Record]) -> PromptPlan:
     return PromptPlan(prompts[0][:head], pictures, picture_convs, picture_of, suffixes)
 
 
+def picture_caches(model: Any, collate: Collator, plan: PromptPlan, pictures: Sequence[int],
+                   head: CachedPrefix | None, pad_token_id: int) -> dict[int, CachedPrefix]:
+    """Head + picture part of each of ``pictures`` (non-empty parts), cached in one forward."""
+    pixels = collate.pixel_values([plan.picture_convs[g] for g in pictures])
+    state = extend(model, [head] * len(pictures), [plan.pictures[g] for g in pictures], pad_token_id, pixels)
+    return dict(zip(pictures, state.rows()))
+
+
+def suffix_state(model: Any, collate: Collator, plan: PromptPlan, chosen: Sequence[int], head: CachedPrefix | None,
+                 cached: dict[int, CachedPrefix], pad_token_id: int) -> Extended:
+    """The forward of the suffixes of records ``chosen`` after their picture parts (``cached``), or
+    after the head with their pictures' pixel values when their part is empty."""
+    alone = [plan.picture_of[i] for i in chosen if not plan.pictures[plan.picture_of[i]]]
+    pixels = collate.pixel_values([plan.picture_convs[g] for g in alone]) if alone else None
+    bases = [cached[g] if plan.pictures[g] else head for g in (plan.picture_of[i] for i in chosen)]
+    return extend(model, bases, [plan.suffixes[i] for i in chosen], pad_token_id, pixels)
+
+
 @torch.inference_mode()
 def greedy_batches(model: Any, collate: Collator, records: Sequence[Record], max_new_tokens: int, batch_size: int,
                    eos_token_id: int, pad_token_id: int) -> Iterator[tuple[list[int], Tensor]]:
     """``(record indices, greedy tokens [B, T])``, ``batch_size`` records at a time in
-    :meth:`PromptPlan.order`: the head once, each picture's part once (in the batch that first needs it,
-    with the other new pictures of that batch), its cache kept until its last record is decoded."""
+    :meth:`PromptPlan.order`: the head once, each picture part once (in the batch that first needs it,
+    with the other new parts of that batch), its cache kept until its last record is decoded."""
     plan = plan_prompts(collate, records)
     head = extend(model, [None], [plan.head], pad_token_id).rows()[0] if plan.head else None
     order = plan.order()
@@ -208,15 +231,12 @@ def greedy_batches(model: Any, collate: Collator, records: Sequence[Record], max
     cached: dict[int, CachedPrefix] = {}
     for start in range(0, len(order), batch_size):
         chosen = order[start:start + batch_size]
-        new = [g for g in dict.fromkeys(plan.picture_of[i] for i in chosen) if g not in cached]
+        new = [g for g in dict.fromkeys(plan.picture_of[i] for i in chosen) if plan.pictures[g] and g not in cached]
         if new:
-            pixels = collate.pixel_values([plan.picture_convs[g] for g in new])
-            state = extend(model, [head] * len(new), [plan.pictures[g] for g in new], pad_token_id, pixels)
-            cached.update(zip(new, state.rows()))
-        state = extend(model, [cached[plan.picture_of[i]] for i in chosen], [plan.suffixes[i] for i in chosen],
-                       pad_token_id)
+            cached.update(picture_caches(model, collate, plan, new, head, pad_token_id))
+        state = suffix_state(model, collate, plan, chosen, head, cached, pad_token_id)
         for i in chosen:
             remaining[plan.picture_of[i]] -= 1
             if remaining[plan.picture_of[i]] == 0:
-                del cached[plan.picture_of[i]]
+                cached.pop(plan.picture_of[i], None)
         yield chosen, greedy_continue(model, state, max_new_tokens, eos_token_id, pad_token_id)

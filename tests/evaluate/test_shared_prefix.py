@@ -13,7 +13,7 @@ from kdlib.data.instructions import to_conversation
 from kdlib.data.prompts import chat_text, scene_query, vqa_query
 from kdlib.data.records import Record
 from kdlib.evaluate.generate import generate_answers, generation_collator
-from kdlib.evaluate.shared_prefix import caches_prefixes, extend, plan_prompts
+from kdlib.evaluate.shared_prefix import caches_prefixes, extend, picture_caches, plan_prompts, suffix_state
 from kdlib.models.build import build_pair
 from kdlib.models.io import LoadedMLLM
 from kdlib.models.tokenizer import build_tokenizer
@@ -70,28 +70,31 @@ def test_plan_rebuilds_every_prompt_and_shares_pictures(mllm: LoadedMLLM, record
     image = collate.image_token_id
     assert plan.head and image not in plan.head
     for i, record in enumerate(records):
-        part = plan.pictures[plan.picture_of[i]]
-        assert plan.head + part + plan.suffixes[i] == collate.encode(to_conversation(record))[0]
-        assert part.count(image) == collate.num_image_tokens and plan.suffixes[i] and image not in plan.suffixes[i]
+        part, suffix = plan.pictures[plan.picture_of[i]], plan.suffixes[i]
+        assert plan.head + part + suffix == collate.encode(to_conversation(record))[0]
+        assert (part + suffix).count(image) == collate.num_image_tokens and suffix and suffix[-1] != image
+        assert (image in suffix) == (not part) == (record.task == "scene" or record.id == "v13")
     vqa = [plan.picture_of[i] for i, r in enumerate(records) if r.task == "vqa"]
     assert len(set(vqa)) == 4, "three pictures, and the crop of one of them is a fourth"
     assert len(set(plan.picture_of)) == 7
-    assert sorted(plan.order()) == list(range(len(records)))
+    order = plan.order()
+    assert sorted(order) == list(range(len(records)))
+    assert [records[i].id for i in order[-4:]] == ["s5", "s4", "s3", "v13"], "alone last, longer suffixes first"
 
 
 def test_cached_chain_gives_the_logits_of_one_whole_forward(mllm: LoadedMLLM, records: list[Record]) -> None:
-    """head -> picture parts -> suffixes (padding in the gaps) against one forward on the left-padded prompts."""
+    """head -> picture parts -> suffixes (padding in the gaps, one record alone on its picture)
+    against one forward on the left-padded whole prompts."""
     collate = generation_collator(mllm)
-    chosen = [records[0], records[3], records[1], records[-1]]
+    chosen = [records[0], records[3], records[1], records[4], records[-1]]
     plan = plan_prompts(collate, chosen)
     model, pad = mllm.model, mllm.tokenizer.pad_token_id
     with torch.inference_mode():
         head = extend(model, [None], [plan.head], pad).rows()[0]
-        pictures = sorted(set(plan.picture_of))
-        state = extend(model, [head] * len(pictures), [plan.pictures[g] for g in pictures], pad,
-                       collate.pixel_values([plan.picture_convs[g] for g in pictures]))
-        cached = dict(zip(pictures, state.rows()))
-        ours = extend(model, [cached[g] for g in plan.picture_of], plan.suffixes, pad).logits
+        shared = [g for g in sorted(set(plan.picture_of)) if plan.pictures[g]]
+        assert len(shared) == 2 and len(set(plan.picture_of)) == 3
+        cached = picture_caches(model, collate, plan, shared, head, pad)
+        ours = suffix_state(model, collate, plan, range(len(chosen)), head, cached, pad).logits
         batch = collate(chosen)
         assert (batch["attention_mask"] == 0).any(), "the whole prompts must differ in length"
         whole, _ = next_token_logits(model, batch["input_ids"], batch["attention_mask"],
