@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -102,6 +102,16 @@ def draw_tokens(logp: Tensor, uniforms: Tensor | None) -> Tensor:
     return torch.minimum(torch.searchsorted(cdf, u, right=True).squeeze(-1), last)
 
 
+def next_token_logits(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, positions: Tensor,
+                      cache: Any = None, pixel_values: Tensor | None = None) -> tuple[Tensor, Any]:
+    """One cached forward: feed ``input_ids`` ``[B, L]`` after ``cache`` (None: empty); ``attention_mask``
+    ``[B, cached + L]``, ``positions`` ``[B, L]``. Returns the next token's logits ``[B, V]`` (fp32)
+    and the grown cache."""
+    out = model(input_ids=input_ids, **image_inputs(pixel_values), attention_mask=attention_mask,
+                position_ids=positions, use_cache=True, logits_to_keep=1, **{CACHE_FIELD: cache})
+    return out.logits[:, -1].float(), getattr(out, CACHE_FIELD)
+
+
 class _Decoder:
     """One model's incremental decoding state: its KV cache and the log-probs of the next token."""
 
@@ -112,10 +122,9 @@ class _Decoder:
     def step(self, input_ids: Tensor, attention_mask: Tensor, positions: Tensor,
              pixel_values: Tensor | None) -> Tensor:
         """Feed ``input_ids`` ``[B, L]`` (images on the first call); next-token log-probs ``[B, V]`` (fp32)."""
-        out = self.model(input_ids=input_ids, **image_inputs(pixel_values), attention_mask=attention_mask,
-                         position_ids=positions, use_cache=True, logits_to_keep=1, **{CACHE_FIELD: self.cache})
-        self.cache = getattr(out, CACHE_FIELD)
-        return torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+        logits, self.cache = next_token_logits(self.model, input_ids, attention_mask, positions, self.cache,
+                                               pixel_values)
+        return torch.log_softmax(logits, dim=-1)
 
 
 def _as_list(ids: int | Sequence[int]) -> list[int]:

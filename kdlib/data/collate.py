@@ -88,10 +88,13 @@ class Collator:
         convs = [to_conversation(it) if isinstance(it, Record) else it for it in items]
         encoded = [self.encode(conv) for conv in convs]
         batch = self.pad(encoded)
-        images = [self.image(conv) for conv in convs]
-        pixels = self.image_processor(images=images, return_tensors="pt")["pixel_values"]
-        batch["pixel_values"] = torch.as_tensor(pixels, dtype=torch.float32)
+        batch["pixel_values"] = self.pixel_values(convs)
         return batch
+
+    def pixel_values(self, convs: Sequence[dict]) -> torch.Tensor:
+        """The conversations' pictures through the image processor: ``[B, 3, H, W]`` float32."""
+        pixels = self.image_processor(images=[self.image(conv) for conv in convs], return_tensors="pt")["pixel_values"]
+        return torch.as_tensor(pixels, dtype=torch.float32)
 
     def encode(self, conv: dict) -> tuple[list[int], list[int]]:
         """``(input_ids, labels)`` of one conversation, image tokens expanded, truncated."""

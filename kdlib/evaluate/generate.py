@@ -8,6 +8,11 @@ batched script lacks, so batches give the answers of one-by-one decoding):
 
     y_t = argmax_v  log p(v | y_<t, x),   t = 1 .. T,  stop at </s> or T = max_new_tokens
 
+Two paths give these answers: :func:`padded_batches` feeds whole left-padded prompts to
+``generate``; :func:`shared_prefix_batches` (the default of :func:`generate_answers`) computes the
+system line once per call and each picture once for all its questions, then decodes with its own
+cached loop (:mod:`kdlib.evaluate.shared_prefix`): RSVQA carries ~100 questions per picture.
+
 An answer is the generated ids after the prompt, cut at the first ``</s>``, decoded without
 special tokens and stripped of surrounding white space.
 
@@ -20,7 +25,8 @@ for GeoChat's protocol exactly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -29,6 +35,7 @@ from transformers import GenerationConfig
 
 from kdlib.data.collate import Collator
 from kdlib.data.records import Record
+from kdlib.evaluate.shared_prefix import caches_prefixes, greedy_batches
 from kdlib.models.features import num_image_tokens
 from kdlib.models.io import LoadedMLLM
 
@@ -82,24 +89,46 @@ def generate_batch(model: Any, tokenizer: Any, batch: dict[str, torch.Tensor], c
     return decode_answers(tokenizer, out[:, batch["input_ids"].shape[1]:])
 
 
+def padded_batches(mllm: LoadedMLLM, records: Sequence[Record], config: GenerationConfig,
+                   batch_size: int) -> Iterator[tuple[list[int], list[str]]]:
+    """``(record indices, answers)`` of whole left-padded prompts through ``generate``, ``batch_size``
+    at a time, longest questions first (little padding)."""
+    collate = generation_collator(mllm)
+    order = sorted(range(len(records)), key=lambda i: -len(records[i].question))
+    for start in range(0, len(order), batch_size):
+        chosen = order[start:start + batch_size]
+        yield chosen, generate_batch(mllm.model, mllm.tokenizer, collate([records[i] for i in chosen]), config)
+
+
+def shared_prefix_batches(mllm: LoadedMLLM, records: Sequence[Record], config: GenerationConfig,
+                          batch_size: int) -> Iterator[tuple[list[int], list[str]]]:
+    """``(record indices, answers)`` with each shared prompt prefix computed once
+    (:func:`kdlib.evaluate.shared_prefix.greedy_batches`)."""
+    tokenizer = mllm.tokenizer
+    for chosen, tokens in greedy_batches(mllm.model, generation_collator(mllm), records, config.max_new_tokens,
+                                         batch_size, tokenizer.eos_token_id, tokenizer.pad_token_id):
+        yield chosen, decode_answers(tokenizer, tokens)
+
+
 def generate_answers(mllm: LoadedMLLM, records: Sequence[Record], max_new_tokens: int, batch_size: int = 8,
-                     progress: bool = True, desc: str = "generate") -> list[str]:
+                     progress: bool = True, desc: str = "generate", shared_prefix: bool = True) -> list[str]:
     """Greedy answers to ``records`` (in their order), ``batch_size`` prompts at a time.
 
-    Prompts are batched by length (longest first) so little padding is computed; the answers
-    come back in the input order. The model is put in eval mode.
+    ``shared_prefix`` (the default) takes :func:`shared_prefix_batches`, the system line once per
+    call and each picture once for all its questions, when the model allows it
+    (:func:`~kdlib.evaluate.shared_prefix.caches_prefixes`); otherwise, or with False,
+    :func:`padded_batches` sends every prompt whole through the model's ``generate``. Both give the
+    same answers (up to floating-point rounding on near ties). The model is put in eval mode.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     mllm.model.eval()
     config = greedy_config(mllm.tokenizer, max_new_tokens)
-    collate = generation_collator(mllm)
-    order = sorted(range(len(records)), key=lambda i: -len(records[i].question))
+    fast = shared_prefix and caches_prefixes(mllm.model)
+    batches = (shared_prefix_batches if fast else padded_batches)(mllm, records, config, batch_size)
     answers: list[str] = [""] * len(records)
-    starts = range(0, len(order), batch_size)
-    for start in tqdm(starts, desc=desc, disable=not progress, unit="batch"):
-        chosen = order[start:start + batch_size]
-        batch = collate([records[i] for i in chosen])
-        for i, answer in zip(chosen, generate_batch(mllm.model, mllm.tokenizer, batch, config)):
+    total = math.ceil(len(records) / batch_size)
+    for chosen, batch_answers in tqdm(batches, total=total, desc=desc, disable=not progress, unit="batch"):
+        for i, answer in zip(chosen, batch_answers):
             answers[i] = answer
     return answers
