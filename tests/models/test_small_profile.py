@@ -23,8 +23,8 @@ from kdlib.train.distill import distill
 
 HOW = "build them with `python ../shared/tools/offline-models.py ROOT` and set KDLIB_MODEL_ROOT=ROOT"
 #: one distillation step of the paper's method, made small: 2 prompts, 4 sampled tokens
-STEP = {"train.batch_size": "2", "train.micro_batch_size": "1", "train.kd_steps": "1", "train.max_new_tokens": "4",
-        "data.max_length": "48"}
+STEP = {"train.micro_batch_size": "1", "train.batch_size": "2", "train.kd_steps": "1", "train.max_new_tokens": "4",
+        "data.max_length": "48"}  # micro-batch first: each override is validated as it is applied
 
 
 def _small_models_present() -> None:
