@@ -1,4 +1,4 @@
-"""Helpers for the evaluate tests: small answer files written to ``tmp_path``."""
+"""Helpers for the evaluate tests: small answer files written to ``tmp_path``, tiny models fitted to records."""
 
 from __future__ import annotations
 
@@ -7,6 +7,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+
+from kdlib.data.prompts import chat_text
+from kdlib.data.records import Record
+from kdlib.models.build import build_pair
+from kdlib.models.io import LoadedMLLM
+from kdlib.models.tokenizer import build_tokenizer
+from kdlib.profiles import get_profile
+
+
+def _tiny_teacher(records: Sequence[Record], seed: int) -> LoadedMLLM:
+    profile = get_profile("tiny")
+    tokenizer = build_tokenizer([chat_text(r.question, r.answer) for r in records] * 3, profile.vocab_size)
+    pair = build_pair(profile, tokenizer, seed=seed)
+    return LoadedMLLM(pair.teacher.eval(), tokenizer, pair.image_processor)
 
 
 @pytest.fixture
@@ -20,3 +34,10 @@ def write_jsonl(tmp_path: Path) -> Callable[[str, Sequence[object]], Path]:
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher() -> Callable[[Sequence[Record], int], LoadedMLLM]:
+    """``tiny_teacher(records, seed)``: the ``tiny`` teacher (random, seeded) with a tokenizer fitted
+    to the records' chat texts."""
+    return _tiny_teacher

@@ -9,14 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from kdlib.data.prompts import chat_text, vqa_query
+from kdlib.data.prompts import vqa_query
 from kdlib.data.records import Record
 from kdlib.evaluate.generate import (answer_budget, decode_answers, generate_answers, generate_batch,
                                      generation_collator, greedy_config)
-from kdlib.models.build import build_pair
 from kdlib.models.io import LoadedMLLM
-from kdlib.models.tokenizer import build_tokenizer
-from kdlib.profiles import get_profile
 from kdlib.sampling import mixed_sample
 
 QUESTIONS = ("Is there a road?", "How many buildings are there in the image?", "Is it rural or urban?",
@@ -37,11 +34,8 @@ def records(tmp_path_factory: pytest.TempPathFactory) -> list[Record]:
 
 
 @pytest.fixture(scope="module")
-def mllm(records: list[Record]) -> LoadedMLLM:
-    profile = get_profile("tiny")
-    tokenizer = build_tokenizer([chat_text(r.question, r.answer) for r in records] * 3, profile.vocab_size)
-    pair = build_pair(profile, tokenizer, seed=3)
-    return LoadedMLLM(pair.teacher.eval(), tokenizer, pair.image_processor)
+def mllm(records: list[Record], tiny_teacher) -> LoadedMLLM:
+    return tiny_teacher(records, 3)
 
 
 def test_batched_left_padded_answers_equal_one_by_one(mllm: LoadedMLLM, records: list[Record]) -> None:

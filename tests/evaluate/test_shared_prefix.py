@@ -10,14 +10,11 @@ import torch
 from PIL import Image
 
 from kdlib.data.instructions import to_conversation
-from kdlib.data.prompts import chat_text, scene_query, vqa_query
+from kdlib.data.prompts import scene_query, vqa_query
 from kdlib.data.records import Record
 from kdlib.evaluate.generate import generate_answers, generation_collator
 from kdlib.evaluate.shared_prefix import caches_prefixes, extend, picture_caches, plan_prompts, suffix_state
-from kdlib.models.build import build_pair
 from kdlib.models.io import LoadedMLLM
-from kdlib.models.tokenizer import build_tokenizer
-from kdlib.profiles import get_profile
 from kdlib.sampling import next_token_logits, position_ids
 
 QUESTIONS = ("Is there a road?", "How many buildings are there in the image?", "Is it rural or urban?",
@@ -51,17 +48,15 @@ def records(tmp_path_factory: pytest.TempPathFactory) -> list[Record]:
 
 
 @pytest.fixture(scope="module")
-def mllm(records: list[Record]) -> LoadedMLLM:
-    profile = get_profile("tiny")
-    tokenizer = build_tokenizer([chat_text(r.question, r.answer) for r in records] * 3, profile.vocab_size)
-    pair = build_pair(profile, tokenizer, seed=5)
-    model = pair.teacher.eval()
+def mllm(records: list[Record], tiny_teacher) -> LoadedMLLM:
+    mllm = tiny_teacher(records, 5)
+    model = mllm.model
     generator = torch.Generator().manual_seed(5)
     with torch.no_grad():  # weights large enough that every token and position changes the answers
         for name, weight in model.named_parameters():
             if "language_model" in name and weight.dim() == 2 and "embed" not in name:
                 weight.copy_(torch.randn(weight.shape, generator=generator) * SHARP_STD)
-    return LoadedMLLM(model, tokenizer, pair.image_processor)
+    return mllm
 
 
 def test_plan_rebuilds_every_prompt_and_shares_pictures(mllm: LoadedMLLM, records: list[Record]) -> None:
