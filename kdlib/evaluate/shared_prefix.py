@@ -131,6 +131,8 @@ def greedy_continue(model: Any, state: Extended, max_new_tokens: int, eos_token_
                     pad_token_id: int) -> Tensor:
     """Greedy tokens ``[B, T]`` after ``state``: ``y_t = argmax_v logits_t``, fed back one at a time
     with the cache; stops when every row has produced eos or ``T = max_new_tokens``; pad after eos."""
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     cache, mask, logits = state.cache, state.mask, state.logits
     position = position_ids(mask)[:, -1:]
     done = torch.zeros(len(mask), dtype=torch.bool, device=mask.device)
@@ -224,6 +226,8 @@ def greedy_batches(model: Any, collate: Collator, records: Sequence[Record], max
     """``(record indices, greedy tokens [B, T])``, ``batch_size`` records at a time in
     :meth:`PromptPlan.order`: the head once, each picture part once (in the batch that first needs it,
     with the other new parts of that batch), its cache kept until its last record is decoded."""
+    if not records:
+        return
     plan = plan_prompts(collate, records)
     head = extend(model, [None], [plan.head], pad_token_id).rows()[0] if plan.head else None
     order = plan.order()

@@ -13,7 +13,8 @@ from kdlib.data.instructions import to_conversation
 from kdlib.data.prompts import scene_query, vqa_query
 from kdlib.data.records import Record
 from kdlib.evaluate.generate import generate_answers, generation_collator
-from kdlib.evaluate.shared_prefix import caches_prefixes, extend, picture_caches, plan_prompts, suffix_state
+from kdlib.evaluate.shared_prefix import (caches_prefixes, extend, greedy_continue, picture_caches, plan_prompts,
+                                          suffix_state)
 from kdlib.models.io import LoadedMLLM
 from kdlib.sampling import next_token_logits, position_ids
 
@@ -108,9 +109,20 @@ def test_shared_prefix_answers_equal_generate_on_whole_prompts(mllm: LoadedMLLM,
     assert len(set(fast)) > len(records) // 2, "the answers must depend on the prompts for the test to mean anything"
 
 
-def test_empty_chunk_is_refused(mllm: LoadedMLLM) -> None:
+def test_no_records_no_answers(mllm: LoadedMLLM) -> None:
+    assert generate_answers(mllm, [], max_new_tokens=2, progress=False) == []
+    with pytest.raises(ValueError, match="at least one record"):
+        plan_prompts(generation_collator(mllm), [])
+
+
+def test_bad_arguments_are_refused(mllm: LoadedMLLM) -> None:
+    pad = mllm.tokenizer.pad_token_id
     with pytest.raises(ValueError, match="at least one token"):
-        extend(mllm.model, [None, None], [[1, 2], []], mllm.tokenizer.pad_token_id)
+        extend(mllm.model, [None, None], [[1, 2], []], pad)
+    with torch.inference_mode():
+        state = extend(mllm.model, [None], [[1, 2]], pad)
+        with pytest.raises(ValueError, match="max_new_tokens"):
+            greedy_continue(mllm.model, state, 0, mllm.tokenizer.eos_token_id, pad)
 
 
 def test_only_plain_llava_models_take_the_cached_path(mllm: LoadedMLLM) -> None:
