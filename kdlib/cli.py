@@ -24,6 +24,7 @@ COMMANDS = {
     "reproduce": "kdlib.commands.reproduce",
     "train": "kdlib.commands.train",
     "evaluate": "kdlib.commands.evaluate",
+    "curve": "kdlib.commands.evaluate",
     "score": "kdlib.commands.score",
     "efficiency": "kdlib.commands.models",
     "convert-geochat": "kdlib.commands.models",

@@ -124,6 +124,7 @@ class TrainSpec:
     max_new_tokens: int = 16  # response length sampled during distillation
     grounding_steps: int = 0  # second phase on the grounding data (paper: 1,600)
     checkpoint_every: int = 0  # 0 = only at the end
+    snapshot_every: int = 0  # trainable weights of every n-th step kept for learning curves; 0 = none
     val_every: int = 0  # SFT: validation loss every n steps, lowest-validation weights kept; 0 = off
     val_size: int = 0  # validation records used (the first of the seeded val split); 0 = all
     grad_norm_every: int = 0  # distillation: each term's gradient norm logged every n steps; 0 = off
@@ -151,14 +152,14 @@ class TrainSpec:
         _check(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio must be in [0, 1)")
         _check(self.kd_init in ("sft", "guided"), f"train.kd_init {self.kd_init!r} must be sft or guided")
         _check(0.0 < self.guided_kd_ratio < 1.0, f"train.guided_kd_ratio {self.guided_kd_ratio} must be in (0, 1)")
-        _check(min(self.val_every, self.val_size, self.grad_norm_every) >= 0,
-               "val_every, val_size and grad_norm_every must be >= 0")
+        _check(min(self.val_every, self.val_size, self.grad_norm_every, self.snapshot_every) >= 0,
+               "val_every, val_size, grad_norm_every and snapshot_every must be >= 0")
         for name in ("align_coef", "single_coef", "long_coef", "lm_coef"):
             _check(0.0 <= getattr(self, name) < math.inf, f"train.{name} {getattr(self, name)} must be finite and >= 0")
 
 
-NOT_IN_RUNS = ("description", "budget", "seeds", "train.checkpoint_every", "data.decode_images", "data.test_all",
-               "train.micro_batch_size", "train.group_by_length")
+NOT_IN_RUNS = ("description", "budget", "seeds", "train.checkpoint_every", "train.snapshot_every", "data.decode_images",
+               "data.test_all", "train.micro_batch_size", "train.group_by_length")
 """Profile fields (dotted) that describe the study, how often a run saves, what it checks before
 starting or how it splits a batch, not what it learns: a saved run stays valid when they change."""
 
@@ -263,7 +264,7 @@ def _tiny() -> Profile:
         lora=LoRASpec(r=0),
         data=DataSpec(per_class=10, vqa_per_type=20, captions=40, max_length=160),
         train=TrainSpec(sft_steps=240, kd_steps=40, batch_size=8, lr=2e-3, kd_lr=5e-4,
-                        max_new_tokens=8, checkpoint_every=0, grad_norm_every=5),
+                        max_new_tokens=8, checkpoint_every=0, grad_norm_every=5, snapshot_every=80),
         vocab_size=1024,
         budget="the whole book in <= 10 min on a 2-core CPU",
     )
@@ -281,8 +282,8 @@ def _small() -> Profile:
         data=DataSpec(per_class=40, vqa_per_type=400, captions=600, max_length=256, decode_images=True,
                       test_all=True),
         train=TrainSpec(sft_steps=300, kd_steps=150, batch_size=8, lr=1e-4, kd_lr=2e-5, max_new_tokens=16,
-                        checkpoint_every=25, val_every=100, val_size=200, grad_norm_every=10, kd_init="guided",
-                        teacher_steps=750, projector_steps=150, micro_batch_size=4, group_by_length=True),
+                        checkpoint_every=25, snapshot_every=100, val_every=100, val_size=200, grad_norm_every=10,
+                        kd_init="guided", teacher_steps=750, projector_steps=150, micro_batch_size=4, group_by_length=True),
         budget="hours on a 2-core CPU (one teacher with stage 1: about 2.8 h; then each seed's students), minutes on a GPU",
     )
 

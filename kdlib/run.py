@@ -8,6 +8,7 @@ Every file a run writes lies under its output folder (``RunContext.out_dir``)::
     answers/images/                the DOTA crops the referring answers are scored against
     results/<model>/<task>.json    the scores of those answers, with their provenance
     results/<chapter>.json         what a chapter measured (seeds.json, ablations.json, ...)
+    curves/<run>/                  a run's learning curve: its snapshots' answers and curve.json
     figures/<name>.png             the figures of the chapters
     cache/vision/                  cached features of the frozen vision tower (``small``)
     seeds/seed<s>/                 the same layout again for each extra seed of the seeds chapter (no teacher,
@@ -116,6 +117,15 @@ class RunContext:
     def result_file(self, model: str, task: str) -> Path:
         """``results/<model>/<task>.json``: the scores of ``model`` on ``task``."""
         return self.results_dir(model) / f"{task}.json"
+
+    def curve_dir(self, run: str) -> Path:
+        """``curves/<run>``: the answers of the snapshots of ``run`` (``step-NNNNNNNN/<task>.jsonl``) and its
+        learning curve (:meth:`curve_file`); a shared run's in the book's folder."""
+        return self._home(run) / "curves" / run
+
+    def curve_file(self, run: str) -> Path:
+        """``curves/<run>/curve.json``: the learning curve of ``run`` (:mod:`kdlib.analysis.learning_curve`)."""
+        return self.curve_dir(run) / "curve.json"
 
     def chapter_file(self, name: str) -> Path:
         """``results/<name>``: what a chapter measured (``seeds.json``, ``ablations.json``, ...)."""

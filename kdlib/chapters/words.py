@@ -8,14 +8,13 @@ reads files. Percentages are in points (0-100).
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from kdlib.data.geochat_bench import VQAAnswer
-from kdlib.evaluate.report import SCENE_COLUMNS, binomial_interval, kd_verdict, proportion_interval
+from kdlib.evaluate.report import SCENE_COLUMNS, binomial_interval, dominant_answer, kd_verdict, proportion_interval
 from kdlib.profiles import Profile
 
 _ROLES = {"teacher": "the teacher", "student_sft": "the SFT student", "student_kd": "the distilled student"}
@@ -101,14 +100,6 @@ def ceiling_sentence(results: Mapping[str, Mapping[str, Mapping[str, Any]]], pro
             f"{low:.1f}-{high:.1f} over {int(probe['n'])} test images; fitted on the models' {int(probe['n_train'])} "
             f"training images, its penalty chosen on {int(probe['n_val'])} validation images): {join_words(gaps)}; "
             f"{overlap}.")
-
-
-def dominant_answer(answers: Sequence[str]) -> tuple[str, float]:
-    """The most frequent answer (case and surrounding space ignored) and its share in percent."""
-    if not answers:
-        raise ValueError("dominant_answer needs at least one answer")
-    answer, count = Counter(a.strip().lower() for a in answers).most_common(1)[0]
-    return answer, 100 * count / len(answers)
 
 
 def collapse_sentence(answers: Mapping[str, Sequence[str]], unit: str, threshold: float = 80.0,

@@ -3,7 +3,10 @@
     kdlib evaluate --profile tiny [--models teacher student_kd] [--tasks scene_aid vqa_lr]
                    [--out DIR] [--data-root DIR] [--batch-size 16] [--max-new-tokens N] [--geochat-7b]
 
-The work is :func:`kdlib.evaluate.runner.evaluate_study`; this module parses the arguments.
+    kdlib curve --profile small --run teacher [--tasks scene_ucmerced scene_aid] [--limit N] [--out DIR]
+
+The work is :func:`kdlib.evaluate.runner.evaluate_study` and
+:func:`kdlib.analysis.learning_curve.learning_curve`; this module parses the arguments.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import argparse
 
 from kdlib.commands.args import add_profile_args, add_run_args, context_from_args
 from kdlib.evaluate.runner import MODELS
-from kdlib.evaluate.tasks import TASK_NAMES
+from kdlib.evaluate.tasks import CURVE_TASKS, TASK_NAMES
 from kdlib.run import seed_everything
 
 
@@ -35,6 +38,22 @@ def add_parser(sub) -> None:
                    help="also score the real GeoChat-7B answer files of DATA_ROOT/geochat_bench")
     add_run_args(p)
     p.set_defaults(func=run)
+    add_curve_parser(sub)
+
+
+def add_curve_parser(sub) -> None:
+    p = sub.add_parser("curve", help="learning curve of a run: its snapshots scored on test tasks",
+                       description="Answer the test tasks with the model of every kept step of a run "
+                       "(train.snapshot_every) and print task accuracy and validation loss against CPU-hours "
+                       "(written to OUT/curves/<run>/curve.json).")
+    add_profile_args(p)
+    p.add_argument("--run", default="teacher", help="training run whose snapshots are scored (default: %(default)s)")
+    p.add_argument("--tasks", nargs="+", default=list(CURVE_TASKS), choices=TASK_NAMES, metavar="TASK",
+                   help=f"evaluation tasks (default: {' '.join(CURVE_TASKS)})")
+    p.add_argument("--batch-size", type=int, default=16, help="prompts per generate call (default: %(default)s)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="at most N test records per task")
+    add_run_args(p)
+    p.set_defaults(func=run_curve)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,4 +74,20 @@ def run(args: argparse.Namespace) -> int:
         results[REAL_GEOCHAT] = score_geochat_7b(ctx, [t for t in args.tasks if t in GEOCHAT_7B_FILES])
     print(headline_table(results).to_string())
     print(f"answers: {ctx.answers_file('<model>', '<task>')}\nresults: {ctx.result_file('<model>', '<task>')}")
+    return 0
+
+
+def run_curve(args: argparse.Namespace) -> int:
+    from kdlib.analysis.learning_curve import learning_curve
+    from kdlib.models.io import loading_bars
+
+    for name, value in (("--batch-size", args.batch_size), ("--limit", args.limit)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    ctx = context_from_args(args)
+    seed_everything(ctx.seed)
+    loading_bars(ctx.progress)
+    table = learning_curve(ctx, args.run, args.tasks, limit=args.limit, batch_size=args.batch_size)
+    print(table.round(3).to_string())
+    print(f"curve: {ctx.curve_file(args.run)}")
     return 0

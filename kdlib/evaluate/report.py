@@ -277,6 +277,14 @@ def kd_verdict(results: Mapping[str, Mapping[str, Mapping[str, Any]]], task: str
             f"and {relation(kd, teacher)} the teacher's ({teacher:.2f} %)")
 
 
+def dominant_answer(answers: Sequence[str]) -> tuple[str, float]:
+    """The most frequent answer (case and surrounding space ignored) and its share in percent."""
+    if not answers:
+        raise ValueError("dominant_answer needs at least one answer")
+    answer, count = Counter(a.strip().lower() for a in answers).most_common(1)[0]
+    return answer, 100 * count / len(answers)
+
+
 def binomial_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson score interval of a proportion ``hits / n`` in percent, clipped to [0, 100]:
     centre (p + z²/2n) / (1 + z²/n), half-width z √(p(1-p)/n + z²/4n²) / (1 + z²/n)."""

@@ -86,6 +86,8 @@ EVAL_TASKS = {task.name: task for task in (
     EvalTask("region_caption", "region-caption", ("region_caption",), "dota"),
 )}
 TASK_NAMES = tuple(EVAL_TASKS)
+CURVE_TASKS = ("scene_ucmerced", "scene_aid")
+"""Tasks a learning curve scores by default: the two whose answers are one class name (cheap to generate)."""
 BENCH_TYPES = {"refer": "ref", "grounding": "grounding", "region_caption": "ref"}
 """Record.task -> GeoChat-Bench ``type``."""
 BENCH_DATASET = "DOTA"

@@ -48,7 +48,8 @@ TEACHER_METHODS = ("projector", "sft")
 KD_INITS = ("sft", "guided")
 """Where distillation starts: the plain SFT student (``student_sft``) or the teacher-guided one (``student_guided``)."""
 DIVERGENCES = ("reverse_kl", "forward_kl", "jsd")
-NOT_IN_RESULTS = ("progress", "checkpoint_every", "keep_checkpoints", "micro_batch_size", "group_by_length")
+NOT_IN_RESULTS = ("progress", "checkpoint_every", "keep_checkpoints", "snapshot_every", "micro_batch_size",
+                  "group_by_length")
 """TrainConfig fields that change how a run reports, saves or splits its batches, not the model it trains
 (micro-batches give the same loss and gradient, up to float rounding)."""
 SWITCH_KD_DEFAULTS = (KNEEDLE_READINGS[0], SWITCH_DIRECTIONS[0])
@@ -79,6 +80,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 0  # 0 = no intermediate checkpoints
     keep_checkpoints: int = 2
+    snapshot_every: int = 0  # keep the trainable weights of every n-th step (learning curves); 0 = none
     dtype: str = "float32"  # bfloat16: autocast (GPU or CPU)
     chunk_size: int = 0  # rows per chunk of the chunked head losses; 0 = kdlib.losses' default
     progress: bool = True
@@ -127,8 +129,8 @@ class TrainConfig:
             problems.append("warmup_ratio must be in [0, 1) and min_lr_ratio in [0, 1]")
         if self.grad_clip <= 0 or self.max_length <= 0 or self.max_new_tokens <= 0:
             problems.append("grad_clip, max_length and max_new_tokens must be > 0")
-        if self.checkpoint_every < 0 or self.keep_checkpoints < 1:
-            problems.append("checkpoint_every must be >= 0 and keep_checkpoints >= 1")
+        if min(self.checkpoint_every, self.snapshot_every) < 0 or self.keep_checkpoints < 1:
+            problems.append("checkpoint_every and snapshot_every must be >= 0 and keep_checkpoints >= 1")
         if self.dtype not in ("float32", "bfloat16"):
             problems.append(f"dtype {self.dtype!r} must be float32 or bfloat16")
         if self.divergence not in DIVERGENCES or not 0.0 < self.jsd_beta < 1.0:
@@ -175,7 +177,7 @@ class TrainConfig:
         base = cls(method=method, role=role, steps=steps, batch_size=t.batch_size, lr=lr,
                    micro_batch_size=t.micro_batch_size, group_by_length=t.group_by_length, warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
                    grad_clip=t.grad_clip, max_length=profile.data.max_length, seed=seed,
-                   checkpoint_every=t.checkpoint_every, dtype=profile.dtype, progress=progress, ablate=ablated,
+                   checkpoint_every=t.checkpoint_every, snapshot_every=t.snapshot_every, dtype=profile.dtype, progress=progress, ablate=ablated,
                    max_new_tokens=t.max_new_tokens, minillm=minillm, val_every=t.val_every if method in ("sft", "guided_sft") else 0, val_size=t.val_size,
                    grad_norm_every=0 if method == "sft" else t.grad_norm_every, align_coef=t.align_coef,
                    single_coef=t.single_coef, long_coef=t.long_coef, lm_coef=t.lm_coef,

@@ -25,7 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from kdlib.errors import UserError
-from kdlib.train import checkpoint
+from kdlib.train import checkpoint, snapshots
 from kdlib.train.config import SFT_METHODS, TrainConfig
 from kdlib.train.metrics_log import MetricsLog
 from kdlib.train.term_gradients import term_gradient_stats, term_gradients
@@ -95,6 +95,7 @@ def _start(accelerator: Accelerator, run_dir: Path, resume: bool, log: MetricsLo
     if accelerator.is_main_process:
         for old in checkpoint.complete_checkpoints(ckpts):
             shutil.rmtree(old)
+        snapshots.clear_snapshots(run_dir)
         log.truncate(0)
     accelerator.wait_for_everyone()
 
@@ -165,7 +166,8 @@ def run(task: Task, cfg: TrainConfig, run_dir: Path, accelerator: Accelerator, r
     logged (``val_loss``) every ``val_every`` steps and after the last, and the module ends with the
     weights of the step where it was lowest (:class:`~kdlib.train.validation.BestWeights`). With
     ``cfg.grad_norm_every`` every n-th step also logs each term's gradient norm and its cosine to the
-    total gradient (:mod:`kdlib.train.term_gradients`).
+    total gradient (:mod:`kdlib.train.term_gradients`). With ``cfg.snapshot_every`` the trainable weights of
+    every n-th step are kept for learning curves (:mod:`kdlib.train.snapshots`).
     """
     optimizer = _optimizer(task.module, cfg)
     warmup = round(cfg.warmup_ratio * cfg.steps)
@@ -187,6 +189,8 @@ def run(task: Task, cfg: TrainConfig, run_dir: Path, accelerator: Accelerator, r
         if cfg.val_every and (progress.step % cfg.val_every == 0 or progress.step == cfg.steps):
             record["val_loss"] = validation_loss(module, task.validation_batches(), accelerator)
             best.update(module, progress.step, record["val_loss"])
+        if cfg.snapshot_every and progress.step % cfg.snapshot_every == 0:
+            snapshots.save_trainable(module, accelerator, snapshots.snapshot_file(run_dir, progress.step))
         record["elapsed_s"] = time.perf_counter() - clock
         log.append(record)
         bar.update(1)

@@ -9,7 +9,8 @@ where ``loss_b`` is the summed (not averaged) loss of validation micro-batch ``b
 count of scored items (``num_scored``: response tokens for SFT). The lowest ``L_val`` seen so far
 fixes which weights the run returns (MiniLLM and the core paper's Table 1 keep the SFT checkpoint
 with the lowest validation loss): the trainable parameters of that step are written to
-``<run>/checkpoints/best.pt`` and its step and loss to ``<run>/best.json``, both atomically, so a
+``<run>/checkpoints/best.pt`` (:func:`~kdlib.train.snapshots.save_trainable`) and its step and loss
+to ``<run>/best.json``, both atomically, so a
 resumed run keeps them; after the last step they are loaded back into the module.
 """
 
@@ -23,7 +24,8 @@ import torch
 from accelerate import Accelerator
 from torch import nn
 
-from kdlib.files import atomic_path, write_json
+from kdlib.files import write_json
+from kdlib.train.snapshots import save_trainable, trainable_names
 
 
 def validation_loss(module: nn.Module, batches: Iterable[dict[str, Any]], accelerator: Accelerator) -> float:
@@ -60,10 +62,6 @@ def read_best(run_dir: Path) -> tuple[int, float] | None:
         raise ValueError(f"{path}: needs an integer step and a float val_loss ({err})") from None
 
 
-def _trainable(module: nn.Module) -> list[str]:
-    return [name for name, p in module.named_parameters() if p.requires_grad]
-
-
 class BestWeights:
     """The step with the lowest validation loss of a run and its trainable parameters (on disk)."""
 
@@ -92,12 +90,8 @@ class BestWeights:
         """Keep the weights of ``step`` when ``loss`` is the lowest so far; True when they were kept."""
         if not loss < self.loss:
             return False
-        state = self.accelerator.get_state_dict(module)
-        names = set(_trainable(self.accelerator.unwrap_model(module)))
+        save_trainable(module, self.accelerator, self.weights)
         if self.accelerator.is_main_process:
-            self.weights.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(self.weights) as tmp:
-                torch.save({k: v.detach().cpu().clone() for k, v in state.items() if k in names}, tmp)
             write_json(self.record, {"step": step, "val_loss": loss})
         self.accelerator.wait_for_everyone()
         self.step, self.loss = step, loss
@@ -108,7 +102,7 @@ class BestWeights:
         if self.step == 0:
             return
         state = torch.load(self.weights, map_location="cpu", weights_only=True)
-        missing = set(state) - set(_trainable(self.accelerator.unwrap_model(module)))
+        missing = set(state) - set(trainable_names(self.accelerator.unwrap_model(module)))
         if missing:
             raise ValueError(f"{self.weights}: parameters not in the model: {sorted(missing)[:3]}")
         self.accelerator.unwrap_model(module).load_state_dict(state, strict=False)

@@ -5,10 +5,11 @@ import math
 import pytest
 
 from kdlib.chapters.words import (at_chance, balanced_sentence, binomial_interval, ceiling_sentence, chance_sentence,
-                                  collapse_sentence, dominant_answer, same_answer_sentence, single_run_verdict,
+                                  collapse_sentence, same_answer_sentence, single_run_verdict,
                                   split_size_clause, start_sentence, trainable_clause, trend_clause,
                                   type_collapse_sentence)
 from kdlib.data.geochat_bench import VQAAnswer
+from kdlib.evaluate.report import dominant_answer
 from kdlib.profiles import get_profile
 
 
