@@ -248,3 +248,31 @@ def seed_panels(table: pd.DataFrame) -> Figure:
         ax.set_ylabel("%")
     axes[0].legend(fontsize=LABEL_PT)
     return fig
+
+
+def curve_panels(table: pd.DataFrame, tasks: Mapping[str, str], chance: Mapping[str, float]) -> Figure:
+    """A learning curve (:mod:`kdlib.analysis.learning_curve`) against CPU-hours: one panel with each task's
+    metric (``{task: label}``), its 95 % interval as a band and its chance level dashed; one panel with
+    the validation loss where it was logged."""
+    fig, (acc, val) = panel_grid(2, 2, 3.0)
+    hours = table["cpu_hours"].to_numpy(float)
+    for i, (task, label) in enumerate(tasks.items()):
+        color = f"C{i}"
+        acc.plot(hours, table[task].to_numpy(float), "o-", ms=4, color=color, label=label)
+        if f"{task} lo" in table:
+            acc.fill_between(hours, table[f"{task} lo"].to_numpy(float), table[f"{task} hi"].to_numpy(float),
+                             color=color, alpha=0.2, lw=0)
+        if task in chance:
+            acc.axhline(chance[task], ls="--", lw=1.0, color=color)
+    acc.set_xlabel("CPU-hours of training steps")
+    acc.set_ylabel("test accuracy (%)")
+    acc.set_title("Test accuracy (dashed: chance)", fontsize=LABEL_PT + 1)
+    acc.legend(fontsize=LABEL_PT)
+    logged = table["val_loss"].notna()
+    val.plot(hours[logged.to_numpy()], table.loc[logged, "val_loss"].to_numpy(float), "o-", ms=4, color="C3")
+    val.set_xlabel("CPU-hours of training steps")
+    val.set_ylabel("loss (nats / token)")
+    val.set_title("Validation loss", fontsize=LABEL_PT + 1)
+    for ax in (acc, val):
+        ax.grid(alpha=0.3)
+    return fig

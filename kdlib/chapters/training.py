@@ -1,6 +1,6 @@
 """The training chapter's words, written from the profile and the runs' numbers: which runs the profile
-trains, what stage 1 did, where distillation starts, which step each SFT kept, and which term of the
-distillation objective steers the update.
+trains, what stage 1 did, where distillation starts, which step each SFT kept, which term of the
+distillation objective steers the update, and what a run could do at its kept steps.
 
 Each function returns plain text (the run list: MyST Markdown) for a myst-nb ``glue``; none reads files.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 
 from kdlib.chapters.words import join_words, trainable_clause, trend_clause
 from kdlib.profiles import Profile
@@ -185,3 +186,30 @@ def weights_clause(profile: Profile) -> str:
     listed = join_words([f"{name} {value:g}" for name, value in weights.items()])
     same = "the paper's Eq. 10 weights" if set(weights.values()) == {1.0} else "Eq. 10 gives each weight 1"
     return f"the total is their weighted sum, with weights {listed} ({same}; train.align_coef, single_coef, long_coef, lm_coef)"
+
+
+def curve_sentence(run: str, table: pd.DataFrame, labels: Mapping[str, str], chance: Mapping[str, float]) -> str:
+    """What a learning curve (:mod:`kdlib.analysis.learning_curve`) shows: each task's metric (``labels``:
+    task -> name) at the first and last kept step with the last one's 95 % interval and chance, the rate
+    over the last two kept steps in points per CPU-hour, and the last step's most frequent answer."""
+    first, last = table.index[0], table.index[-1]
+    hours = float(table.loc[last, "cpu_hours"])
+    parts, rates, tops = [], [], []
+    for task, label in labels.items():
+        start, end = float(table.loc[first, task]), float(table.loc[last, task])
+        band = f", 95 % interval {table.loc[last, f'{task} lo']:.1f}-{table.loc[last, f'{task} hi']:.1f}" \
+            if f"{task} lo" in table else ""
+        against = f"; chance {chance[task]:.1f} %" if task in chance else ""
+        parts.append(f"{label} from {start:.1f} % to {end:.1f} %{band}{against}")
+        tops.append(f'"{table.loc[last, f"{task} top"]}" for {table.loc[last, f"{task} top share"]:.0f} % of '
+                    f"{label}'s answers")
+        if len(table) > 1:
+            before = table.index[-2]
+            spent = hours - float(table.loc[before, "cpu_hours"])
+            if spent > 0:
+                rates.append(f"{(end - float(table.loc[before, task])) / spent:+.1f} points per CPU-hour on {label}")
+    text = (f"Scored at its kept steps, {run} went from step {first} to step {last} ({hours:.2f} CPU-hours of "
+            f"training steps): {join_words(parts)}.")
+    if rates:
+        text += f" Between its last two kept steps it moved {join_words(rates)}."
+    return f"{text} At step {last} its most frequent answers are {join_words(tops)}."

@@ -46,3 +46,17 @@ def test_multi_panel_figures_fit_the_page_column_with_readable_labels():
         assert fig.get_size_inches()[0] == PAGE_WIDTH
         sizes = [t.get_fontsize() for ax in fig.axes for t in ax.get_xticklabels() + ax.get_yticklabels() if t.get_text()]
         assert sizes and min(sizes) >= LABEL_PT
+
+
+def test_curve_panels_draw_each_task_with_its_band_and_the_logged_validation_losses():
+    from kdlib.plots import PAGE_WIDTH, curve_panels
+
+    table = pd.DataFrame({"step": [0, 100, 200], "cpu_hours": [0.0, 0.5, 1.0], "val_loss": [float("nan"), 1.3, 1.1],
+                          "a": [0.0, 10.0, 30.0], "a lo": [0.0, 5.0, 24.0], "a hi": [3.0, 16.0, 36.0],
+                          "b": [1.0, 2.0, 9.0]}).set_index("step")
+    fig = curve_panels(table, {"a": "A OA", "b": "B OA"}, {"a": 5.0})
+    acc, val = fig.axes
+    assert fig.get_size_inches()[0] == PAGE_WIDTH
+    assert len(acc.lines) == 2 + 1 and len(acc.collections) == 1  # two tasks, one chance line, one band
+    assert list(acc.lines[0].get_ydata()) == [0.0, 10.0, 30.0]
+    assert list(val.lines[0].get_xdata()) == [0.5, 1.0] and list(val.lines[0].get_ydata()) == [1.3, 1.1]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from kdlib.chapters.training import (kd_start_sentence, no_stage1_sentence, run_plan, selection_sentence,
+from kdlib.chapters.training import (curve_sentence, kd_start_sentence, no_stage1_sentence, run_plan, selection_sentence,
                                      stage1_sentence, steering_sentence, weights_clause)
 from kdlib.profiles import get_profile
 from kdlib.train.figures import TermGradients
@@ -81,3 +82,19 @@ def test_weights_clause_follows_the_profile():
     assert "projector MSE 1, single-step 1, long-term 1 and LM 1 (the paper's Eq. 10 weights" in weights_clause(
         get_profile("tiny"))
     assert "LM 0.1 (Eq. 10 gives each weight 1" in weights_clause(get_profile("tiny", {"train.lm_coef": 0.1}))
+
+
+CURVE = pd.DataFrame({"step": [0, 100, 300], "cpu_hours": [0.0, 0.5, 1.5], "val_loss": [float("nan"), 1.3, 1.0],
+                      "scene_ucmerced": [0.0, 7.0, 20.0], "scene_ucmerced lo": [0.0, 4.0, 15.0],
+                      "scene_ucmerced hi": [2.0, 11.0, 26.0], "scene_ucmerced top": ["1. beach", "park", "freeway"],
+                      "scene_ucmerced top share": [100.0, 68.0, 33.0]}).set_index("step")
+
+
+def test_curve_sentence_reads_the_first_and_last_kept_steps_and_the_last_rate():
+    text = curve_sentence("the teacher", CURVE, {"scene_ucmerced": "UCMerced OA"}, {"scene_ucmerced": 100 / 21})
+    assert "from step 0 to step 300 (1.50 CPU-hours" in text
+    assert "UCMerced OA from 0.0 % to 20.0 %, 95 % interval 15.0-26.0; chance 4.8 %" in text
+    assert "+13.0 points per CPU-hour on UCMerced OA" in text  # (20 - 7) / (1.5 - 0.5)
+    assert '"freeway" for 33 % of UCMerced OA\'s answers' in text
+    one = curve_sentence("the teacher", CURVE.iloc[[-1]], {"scene_ucmerced": "UCMerced OA"}, {})
+    assert "points per CPU-hour" not in one and "chance" not in one
