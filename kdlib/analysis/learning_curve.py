@@ -3,7 +3,8 @@
 A run with ``train.snapshot_every = n`` keeps its trainable weights after every n-th step
 (:mod:`kdlib.train.snapshots`). For each such step ``s`` this module rebuilds the model of step ``s``
 (the model the run started from, or its saved model when it started from a built one, with the
-snapshot's weights put in; the start model itself is step 0), answers the test records of each evaluation task greedily, as
+snapshot's weights put in); the start model is step 0 and the saved model a point at the step it
+kept (:func:`curve_points`). Each model answers the test records of each evaluation task greedily, as
 ``kdlib evaluate`` does, and scores the answers. One row per step:
 
 - ``cpu_hours``: ``sum_{t <= s} cpu_s_t / 3600``, the process CPU time of the steps so far
@@ -36,7 +37,9 @@ from kdlib.evaluate.runner import evaluate_model, score_answers
 from kdlib.evaluate.tasks import CURVE_TASKS, eval_task
 from kdlib.files import write_json
 from kdlib.run import RunContext
+from kdlib.models.io import LoadedMLLM
 from kdlib.train.snapshots import load_weights, snapshots
+from kdlib.train.validation import read_best
 
 def metrics_by_step(run_dir: Path) -> pd.DataFrame:
     """``metrics.jsonl`` of a run indexed by step: ``cpu_hours`` (cumulative) and ``val_loss`` (NaN where not logged)."""
@@ -56,18 +59,26 @@ def metrics_by_step(run_dir: Path) -> pd.DataFrame:
     return table[["cpu_hours", "val_loss"]]
 
 
-def base_model_dir(ctx: RunContext, run: str) -> tuple[Path, bool]:
-    """The model the snapshots of ``run`` are put into and whether it is the run's step 0: the last model the
-    run started from (``data.json``), else the run's saved model (a run that started from a built model has
-    the same frozen weights)."""
+def curve_points(ctx: RunContext, run: str) -> list[tuple[int, Path]]:
+    """``(step, weights)`` of every model of ``run`` a curve can score, in step order: the model it started
+    from as step 0 (a folder, when ``data.json`` names one), each snapshot (a file whose weights go into the
+    start model, or into the saved one for a run that started from a built model: the frozen weights are the
+    same), and the saved model (a folder) at the step it kept, unless a snapshot has that step."""
     run_dir = ctx.train_dir(run)
     data = run_dir / "data.json"
     starts = json.loads(data.read_text()).get("starts", []) if data.is_file() else []
-    folder = (run_dir / starts[-1]).resolve() if starts else ctx.model_dir(run)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is missing: the snapshots of {run} need the model it started from "
-                                f"(or its finished model)")
-    return folder, bool(starts)
+    points = [(0, (run_dir / starts[-1]).resolve())] if starts else []
+    points += snapshots(run_dir)
+    saved = ctx.model_dir(run)
+    if saved.is_dir() and (run_dir / "metrics.jsonl").is_file():
+        best = read_best(run_dir)
+        step = best[0] if best else int(metrics_by_step(run_dir).index[-1])
+        if step not in {s for s, _ in points}:
+            points.append((step, saved))
+    if not points or (not starts and not saved.is_dir()):
+        raise FileNotFoundError(f"{run_dir}: no model of {run} to score: train it (its snapshots need the model it "
+                                "started from or its saved model)")
+    return sorted(points)
 
 
 def _newest(path: Path) -> float:
@@ -100,37 +111,49 @@ def task_point(task: str, answers: Path, image_dir: Path) -> dict[str, Any]:
     return point
 
 
-def learning_curve(ctx: RunContext, run: str, tasks: Sequence[str] = CURVE_TASKS, *, limit: int | None = None,
-                   batch_size: int = 16, study: Study | None = None) -> pd.DataFrame:
-    """Score every snapshot of ``run`` on the test records of ``tasks`` (``limit`` per task, first in split
-    order); write the table to ``ctx.curve_file(run)`` and return it (one row per step, module docstring)."""
-    from kdlib.evaluate.generate import answer_budget
+def _model_of(ctx: RunContext, weights: Path, base: Path,
+              current: tuple[Path, LoadedMLLM] | None) -> tuple[Path, LoadedMLLM]:
+    """The model of one curve point and the folder it was loaded from: a model folder is loaded; a snapshot is
+    put into ``base``, reusing the ``current`` model when it came from ``base`` (each snapshot holds every
+    trained weight, so an earlier snapshot in it is overwritten)."""
     from kdlib.models.feature_cache import data_processor
     from kdlib.models.io import load_for_inference
 
-    kept = snapshots(ctx.train_dir(run))
-    if not kept:
-        raise FileNotFoundError(f"{ctx.train_dir(run)} has no snapshots: train it with train.snapshot_every > 0")
+    folder = weights if weights.is_dir() else base
+    if current is None or current[0] != folder or weights.is_dir():
+        mllm = load_for_inference(folder, ctx.device, ctx.profile.dtype)
+        current = folder, replace(mllm, image_processor=data_processor(mllm.model, mllm.image_processor,
+                                                                       ctx.vision_cache))
+    if not weights.is_dir():
+        load_weights(current[1].model, weights)
+    return current
+
+
+def learning_curve(ctx: RunContext, run: str, tasks: Sequence[str] = CURVE_TASKS, *, limit: int | None = None,
+                   batch_size: int = 16, study: Study | None = None) -> pd.DataFrame:
+    """Score every model of :func:`curve_points` of ``run`` on the test records of ``tasks`` (``limit`` per task, first in split
+    order); write the table to ``ctx.curve_file(run)`` and return it (one row per step, module docstring)."""
+    from kdlib.evaluate.generate import answer_budget
+
+    points = curve_points(ctx, run)
     specs = [eval_task(t) for t in tasks]
     metrics = metrics_by_step(ctx.train_dir(run))
     study = study or load_study(ctx.profile, ctx.data_root, ctx.split_seed)
-    base, is_start = base_model_dir(ctx, run)
-    mllm = load_for_inference(base, ctx.device, ctx.profile.dtype)
-    mllm = replace(mllm, image_processor=data_processor(mllm.model, mllm.image_processor, ctx.vision_cache))
-    points = [(0, base), *kept] if is_start else kept  # in step order: the start model before any snapshot is put in
-    rows = []
+    base = points[0][1] if points[0][1].is_dir() else ctx.model_dir(run)
+    rows, current = [], None
     for step, weights in points:
         row: dict[str, Any] = {"step": step, "cpu_hours": 0.0 if step == 0 else math.nan, "val_loss": math.nan}
         if step in metrics.index:
             row.update(metrics.loc[step].to_dict())
-        loaded = step == 0
+        loaded = False
         for spec in specs:
             records = spec.select(study.test)[:limit]
             answers, digest = ctx.curve_dir(run) / f"step-{step:08d}" / f"{spec.name}.jsonl", records_digest(records)
             if not _fresh(answers, weights, digest):
                 if not loaded:
-                    load_weights(mllm.model, weights)
+                    current = _model_of(ctx, weights, base, current)
                     loaded = True
+                mllm = current[1]
                 budget = answer_budget([r.answer for r in spec.select(study.train)], mllm.tokenizer)
                 evaluate_model(mllm, records, spec.name, answers, image_dir=ctx.crops_dir, max_new_tokens=budget,
                                batch_size=batch_size, progress=ctx.progress)

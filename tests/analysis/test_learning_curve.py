@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
 import torch
 
-from kdlib.analysis.learning_curve import learning_curve, metrics_by_step, read_curve
+from kdlib.analysis.learning_curve import curve_points, learning_curve, metrics_by_step, read_curve
 from kdlib.data.study import load_study
 from kdlib.evaluate.runner import evaluate_study
 from kdlib.profiles import get_profile
@@ -68,7 +69,22 @@ def test_a_second_curve_rescores_the_kept_answers_and_new_records_are_answered_a
     assert answers.stat().st_mtime_ns != written and len(answers.read_text().splitlines()) == 3
 
 
-def test_a_run_without_snapshots_names_the_setting(trained):
+def test_the_saved_model_is_the_last_point_when_no_snapshot_has_its_step(trained):
+    """Runs last in this module: it removes the step-4 snapshot and its answers."""
+    ctx, study = trained
+    run_dir = ctx.train_dir("student_sft")
+    (run_dir / "snapshots" / "step-00000004.pt").unlink()
+    shutil.rmtree(ctx.curve_dir("student_sft") / "step-00000004")
+    assert curve_points(ctx, "student_sft") == [(2, run_dir / "snapshots" / "step-00000002.pt"),
+                                                (4, ctx.model_dir("student_sft"))]
+    table = learning_curve(ctx, "student_sft", [TASK], limit=6, study=study)
+    assert table.index.tolist() == [2, 4]
+    mine = (ctx.curve_dir("student_sft") / "step-00000004" / f"{TASK}.jsonl").read_text().splitlines()
+    theirs = ctx.answers_file("student_sft", TASK).read_text().splitlines()
+    assert [json.loads(x)["answer"] for x in mine] == [json.loads(x)["answer"] for x in theirs]
+
+
+def test_a_run_never_trained_has_no_curve(trained):
     ctx, _ = trained
-    with pytest.raises(FileNotFoundError, match="snapshot_every"):
+    with pytest.raises(FileNotFoundError, match="no model of teacher to score"):
         learning_curve(ctx, "teacher", [TASK])
