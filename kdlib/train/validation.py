@@ -10,8 +10,8 @@ count of scored items (``num_scored``: response tokens for SFT). The lowest ``L_
 fixes which weights the run returns (MiniLLM and the core paper's Table 1 keep the SFT checkpoint
 with the lowest validation loss): the trainable parameters of that step are written to
 ``<run>/checkpoints/best.pt`` (:func:`~kdlib.train.snapshots.save_trainable`) and its step and loss
-to ``<run>/best.json``, both atomically, so a
-resumed run keeps them; after the last step they are loaded back into the module.
+to ``<run>/best.json``, both atomically, so a resumed run keeps them; after the last step they are
+loaded back into the module.
 """
 
 from __future__ import annotations
