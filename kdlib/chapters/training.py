@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from kdlib.chapters.words import join_words, trainable_clause, trend_clause
+from kdlib.evaluate.report import HEADLINE
 from kdlib.profiles import Profile
 from kdlib.train.config import kd_start, run_name
 from kdlib.train.figures import TERM_TITLES, TermGradients
@@ -188,21 +189,22 @@ def weights_clause(profile: Profile) -> str:
     return f"the total is their weighted sum, with weights {listed} ({same}; train.align_coef, single_coef, long_coef, lm_coef)"
 
 
-def curve_sentence(run: str, table: pd.DataFrame, labels: Mapping[str, str], chance: Mapping[str, float]) -> str:
-    """What a learning curve (:mod:`kdlib.analysis.learning_curve`) shows: each task's metric (``labels``:
-    task -> name) at the first and last kept step with the last one's 95 % interval and chance, the rate
-    over the last two kept steps in points per CPU-hour, and the last step's most frequent answer."""
+def curve_sentence(run: str, table: pd.DataFrame, datasets: Mapping[str, str], chance: Mapping[str, float]) -> str:
+    """What a learning curve (:mod:`kdlib.analysis.learning_curve`) shows: each task's headline metric
+    (``datasets``: task -> dataset name) at the first and last kept step with the last one's 95 % interval
+    and chance, the rate over the last two kept steps in points per CPU-hour, and the last step's most
+    frequent answer."""
     first, last = table.index[0], table.index[-1]
     hours = float(table.loc[last, "cpu_hours"])
     parts, rates, tops = [], [], []
-    for task, label in labels.items():
+    for task, dataset in datasets.items():
+        label = f"{dataset} {HEADLINE[task]}"
         start, end = float(table.loc[first, task]), float(table.loc[last, task])
-        band = f", 95 % interval {table.loc[last, f'{task} lo']:.1f}-{table.loc[last, f'{task} hi']:.1f}" \
-            if f"{task} lo" in table else ""
-        against = f"; chance {chance[task]:.1f} %" if task in chance else ""
-        parts.append(f"{label} from {start:.1f} % to {end:.1f} %{band}{against}")
-        tops.append(f'"{table.loc[last, f"{task} top"]}" for {table.loc[last, f"{task} top share"]:.0f} % of '
-                    f"{label}'s answers")
+        notes = ([f"95 % interval {table.loc[last, f'{task} lo']:.1f}-{table.loc[last, f'{task} hi']:.1f}"]
+                 if f"{task} lo" in table else []) + ([f"chance {chance[task]:.1f} %"] if task in chance else [])
+        parts.append(f"{label} from {start:.1f} % to {end:.1f} %" + (f" ({'; '.join(notes)})" if notes else ""))
+        tops.append(f'"{table.loc[last, f"{task} top"]}" for {table.loc[last, f"{task} top share"]:.0f} % of the '
+                    f"{dataset} answers")
         if len(table) > 1:
             before = table.index[-2]
             spent = hours - float(table.loc[before, "cpu_hours"])

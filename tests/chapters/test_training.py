@@ -91,10 +91,10 @@ CURVE = pd.DataFrame({"step": [0, 100, 300], "cpu_hours": [0.0, 0.5, 1.5], "val_
 
 
 def test_curve_sentence_reads_the_first_and_last_kept_steps_and_the_last_rate():
-    text = curve_sentence("the teacher", CURVE, {"scene_ucmerced": "UCMerced OA"}, {"scene_ucmerced": 100 / 21})
+    text = curve_sentence("the teacher", CURVE, {"scene_ucmerced": "UCMerced"}, {"scene_ucmerced": 100 / 21})
     assert "from step 0 to step 300 (1.50 CPU-hours" in text
-    assert "UCMerced OA from 0.0 % to 20.0 %, 95 % interval 15.0-26.0; chance 4.8 %" in text
+    assert "UCMerced OA from 0.0 % to 20.0 % (95 % interval 15.0-26.0; chance 4.8 %)" in text
     assert "+13.0 points per CPU-hour on UCMerced OA" in text  # (20 - 7) / (1.5 - 0.5)
-    assert '"freeway" for 33 % of UCMerced OA\'s answers' in text
-    one = curve_sentence("the teacher", CURVE.iloc[[-1]], {"scene_ucmerced": "UCMerced OA"}, {})
+    assert '"freeway" for 33 % of the UCMerced answers' in text
+    one = curve_sentence("the teacher", CURVE.iloc[[-1]], {"scene_ucmerced": "UCMerced"}, {})
     assert "points per CPU-hour" not in one and "chance" not in one
