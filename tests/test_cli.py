@@ -48,3 +48,13 @@ def test_a_reader_that_stops_early_gets_no_traceback():
     err = proc.stderr.read().decode()
     assert proc.wait() == 0, err
     assert "BrokenPipeError" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, flag", [(["evaluate", "--batch-size", "0"], "--batch-size"),
+                                        (["evaluate", "--max-new-tokens", "0"], "--max-new-tokens"),
+                                        (["curve", "--limit", "0"], "--limit"),
+                                        (["curve", "--batch-size", "-2"], "--batch-size")])
+def test_commands_that_answer_refuse_counts_below_one_before_any_work(capsys, argv, flag):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"kdlib {argv[0]}: error: {flag} must be >= 1" in err and len(err.strip().splitlines()) == 1

@@ -16,7 +16,7 @@ import argparse
 from kdlib.commands.args import add_profile_args, add_run_args, context_from_args
 from kdlib.evaluate.runner import MODELS
 from kdlib.evaluate.tasks import CURVE_TASKS, TASK_NAMES
-from kdlib.run import seed_everything
+from kdlib.run import RunContext, seed_everything
 
 
 def add_parser(sub) -> None:
@@ -28,10 +28,9 @@ def add_parser(sub) -> None:
                    help=f"model folders under OUT/models (default: {' '.join(MODELS)})")
     p.add_argument("--tasks", nargs="+", default=list(TASK_NAMES), choices=TASK_NAMES, metavar="TASK",
                    help=f"evaluation tasks (default: all: {', '.join(TASK_NAMES)})")
-    p.add_argument("--batch-size", type=int, default=16, help="prompts per generate call (default: %(default)s)")
+    add_answering_args(p)
     p.add_argument("--max-new-tokens", type=int, default=None, metavar="N",
                    help="answer length cap for every task (default: per task, from its training answers)")
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="at most N test records per task")
     p.add_argument("--no-reuse", action="store_true",
                    help="regenerate answers even when a saved result still holds (same model, records, budget)")
     p.add_argument("--geochat-7b", action="store_true",
@@ -50,24 +49,37 @@ def add_curve_parser(sub) -> None:
     p.add_argument("--run", default="teacher", help="training run whose snapshots are scored (default: %(default)s)")
     p.add_argument("--tasks", nargs="+", default=list(CURVE_TASKS), choices=TASK_NAMES, metavar="TASK",
                    help=f"evaluation tasks (default: {' '.join(CURVE_TASKS)})")
-    p.add_argument("--batch-size", type=int, default=16, help="prompts per generate call (default: %(default)s)")
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="at most N test records per task")
+    add_answering_args(p)
     add_run_args(p)
     p.set_defaults(func=run_curve)
+
+
+def add_answering_args(p: argparse.ArgumentParser) -> None:
+    """``--batch-size`` and ``--limit``: how many prompts per generate call, how many test records per task."""
+    p.add_argument("--batch-size", type=int, default=16, help="prompts per generate call (default: %(default)s)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="at most N test records per task")
+
+
+def answering_context(args: argparse.Namespace) -> RunContext:
+    """The run's context for a command that generates answers: its counts checked (each >= 1 when given),
+    the seed set and the loading bars following ``--no-progress``."""
+    from kdlib.models.io import loading_bars
+
+    for name in ("batch_size", "limit", "max_new_tokens"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    ctx = context_from_args(args)
+    seed_everything(ctx.seed)
+    loading_bars(ctx.progress)
+    return ctx
 
 
 def run(args: argparse.Namespace) -> int:
     from kdlib.evaluate.report import headline_table
     from kdlib.evaluate.runner import GEOCHAT_7B_FILES, REAL_GEOCHAT, evaluate_study, score_geochat_7b
-    from kdlib.models.io import loading_bars
 
-    for name, value in (("--batch-size", args.batch_size), ("--max-new-tokens", args.max_new_tokens),
-                        ("--limit", args.limit)):
-        if value is not None and value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
-    ctx = context_from_args(args)
-    seed_everything(ctx.seed)
-    loading_bars(ctx.progress)
+    ctx = answering_context(args)
     results = evaluate_study(ctx, args.models, args.tasks, batch_size=args.batch_size,
                              max_new_tokens=args.max_new_tokens, limit=args.limit, reuse=not args.no_reuse)
     if args.geochat_7b:
@@ -79,14 +91,8 @@ def run(args: argparse.Namespace) -> int:
 
 def run_curve(args: argparse.Namespace) -> int:
     from kdlib.analysis.learning_curve import learning_curve
-    from kdlib.models.io import loading_bars
 
-    for name, value in (("--batch-size", args.batch_size), ("--limit", args.limit)):
-        if value is not None and value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
-    ctx = context_from_args(args)
-    seed_everything(ctx.seed)
-    loading_bars(ctx.progress)
+    ctx = answering_context(args)
     table = learning_curve(ctx, args.run, args.tasks, limit=args.limit, batch_size=args.batch_size)
     print(table.round(3).to_string())
     print(f"curve: {ctx.curve_file(args.run)}")
