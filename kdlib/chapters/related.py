@@ -1,9 +1,11 @@
-"""The related-methods chapter: Align-KD, Switch-KD (DBiLD) and forward KL trained like the paper's recipe.
+"""The related-methods chapter: Align-KD, Switch-KD (DBiLD), forward KL and two other MiniLLM estimators
+of the paper's recipe, trained like it.
 
 Each method distils the same SFT teacher into a copy of the same SFT student (``teacher``,
 ``student_sft``) on the same training split, for the same number of steps (``train.kd_steps``),
 global batch and learning rate (``train.kd_lr``) as the paper's method (``student_kd``), through
-:func:`kdlib.train.study.train_variants`; the models are named ``student_<method>``. :func:`budget_table` reads back what each run actually did (its
+:func:`kdlib.train.study.train_variants`; the models are named ``student_<method>`` and
+``student_kd_<estimator>`` (:data:`ESTIMATORS`). :func:`budget_table` reads back what each run actually did (its
 ``config.json`` and ``metrics.jsonl``), so the chapter can show the budgets are equal.
 """
 
@@ -25,8 +27,13 @@ from kdlib.train.study import Variant, train_variants
 
 RELATED_METHODS = ("forward_kl", "align_kd", "switch_kd")
 """The methods of the chapter, by their ``kdlib train --method`` name."""
+ESTIMATORS = (Variant("paper", form="unbiased"), Variant("paper", ppo_epochs=4))
+"""The paper's recipe with another MiniLLM estimator: the unbiased form (``--minillm-form unbiased``)
+and MiniLLM's four PPO epochs per batch of rollouts (``--ppo-epochs 4``)."""
 RELATED_LABELS = {"student_forward_kl": "student, forward KL", "student_align_kd": "student, Align-KD",
-                  "student_switch_kd": "student, Switch-KD (DBiLD)"}
+                  "student_switch_kd": "student, Switch-KD (DBiLD)",
+                  "student_kd_unbiased": "student, distilled (unbiased estimator)",
+                  "student_kd_ppo4": "student, distilled (4 PPO epochs)"}
 """Row labels of the related students (the study's own models keep :data:`kdlib.evaluate.report.MODEL_LABELS`)."""
 
 
@@ -41,13 +48,13 @@ def _label(model: str) -> str:
     return MODEL_LABELS.get(model, RELATED_LABELS.get(model, ablation_label(model)))
 
 
-def train_related(ctx: RunContext, methods: Sequence[str] = RELATED_METHODS,
-                  study: Study | None = None) -> dict[str, Path]:
-    """Distil the run's ``teacher`` into its ``student_sft`` with each method; ``{run name: model folder}``
-    (:func:`kdlib.train.study.train_variants`)."""
+def train_related(ctx: RunContext, methods: Sequence[str] = RELATED_METHODS, study: Study | None = None,
+                  estimators: Sequence[Variant] = ESTIMATORS) -> dict[str, Path]:
+    """Distil the run's ``teacher`` into its distillation start with each method, then with the paper's
+    recipe under each of ``estimators``; ``{run name: model folder}`` (:func:`kdlib.train.study.train_variants`)."""
     for method in methods:
         run_name(method)  # an unknown method fails before anything trains
-    return train_variants(ctx, [Variant(method) for method in methods], study)
+    return train_variants(ctx, [*(Variant(method) for method in methods), *estimators], study)
 
 
 def budget_table(ctx: RunContext, names: Sequence[str]) -> pd.DataFrame:

@@ -267,15 +267,24 @@ def run_study_training(ctx: RunContext, method: str = "paper", ablate: Iterable[
 
 @dataclass(frozen=True)
 class Variant:
-    """One distillation of the SFT student: a method, and the terms of ``paper`` it leaves out."""
+    """One distillation of the SFT student: a method, the terms of ``paper`` it leaves out, and for
+    ``paper`` the MiniLLM estimator (``form``: code, paper or unbiased) and PPO epochs per rollout batch."""
 
     method: str
     ablate: tuple[str, ...] = ()
+    form: str = "code"
+    ppo_epochs: int = 1
 
     @property
     def name(self) -> str:
         """Its run and model name (:func:`kdlib.train.config.run_name`)."""
-        return run_name(self.method, self.ablate)
+        return run_name(self.method, self.ablate, form=self.form, ppo_epochs=self.ppo_epochs)
+
+    @property
+    def changes(self) -> dict[str, Any]:
+        """The :class:`TrainConfig` changes beyond method and ablation (none for the defaults)."""
+        return {k: v for k, v, default in (("form", self.form, "code"), ("ppo_epochs", self.ppo_epochs, 1))
+                if v != default}
 
 
 def train_variants(ctx: RunContext, variants: Sequence[Variant], study: Study | None = None) -> dict[str, Path]:
@@ -285,4 +294,5 @@ def train_variants(ctx: RunContext, variants: Sequence[Variant], study: Study | 
     for model in (TEACHER, kd_start(ctx.profile)):
         ctx.require(ctx.model_dir(model), producer="training")
     study = study or load_study(ctx.profile, ctx.data_root, ctx.split_seed)
-    return {v.name: train_run(ctx, v.method, ablate=v.ablate, resume=True, study=study).model for v in variants}
+    return {v.name: train_run(ctx, v.method, ablate=v.ablate, resume=True, study=study, **v.changes).model
+            for v in variants}

@@ -87,3 +87,29 @@ def test_the_book_continues_interrupted_runs(train, tmp_path, monkeypatch):
     run = {"related": train_related, "ablations": train_ablations, "study": study_module.run_study_training}[train]
     run(ctx, study=object())
     assert calls and all(resume for _, resume in calls), calls
+
+
+def test_related_trains_the_estimators_with_their_settings(tmp_path, monkeypatch):
+    """The unbiased and 4-PPO-epoch runs of the paper's recipe reach train_run with their settings, under
+    the names ``kdlib train --minillm-form unbiased`` / ``--ppo-epochs 4`` give them."""
+    import kdlib.train.study as study_module
+    from kdlib.chapters.related import ESTIMATORS, train_related
+    from kdlib.train.config import TrainConfig
+
+    calls = {}
+
+    def fake_train_run(ctx, method, **kwargs):
+        changes = {k: v for k, v in kwargs.items() if k not in ("ablate", "resume", "study")}
+        name = TrainConfig.from_profile(ctx.profile, method, kwargs["ablate"], **changes).run_name
+        calls[name] = changes
+        return study_module.RunPaths(tmp_path / name, tmp_path / "metrics.jsonl")
+
+    monkeypatch.setattr(study_module, "train_run", fake_train_run)
+    ctx = RunContext(get_profile("tiny"), tmp_path, tmp_path, 0, torch.device("cpu"), False)
+    for model in ("teacher", "student_sft"):
+        (tmp_path / "models" / model).mkdir(parents=True)
+    folders = train_related(ctx, methods=("forward_kl",), study=object())
+    assert list(folders) == ["student_forward_kl", *(v.name for v in ESTIMATORS)]
+    assert calls == {"student_forward_kl": {}, "student_kd_unbiased": {"form": "unbiased"},
+                     "student_kd_ppo4": {"ppo_epochs": 4}}
+    assert set(folders) - {"student_forward_kl"} <= set(RELATED_LABELS)
