@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 from kdlib.data.geochat_bench import TASKS
@@ -31,6 +32,9 @@ def add_parser(sub) -> None:
                    help="skip malformed lines (listed on stderr) instead of stopping")
     p.add_argument("--synonyms", action="store_true",
                    help="classification: also score with the built-in synonym map (reported apart)")
+    p.add_argument("--against", type=Path, default=None, metavar="FILE_A",
+                   help="classification, vqa: also compare FILE with FILE_A (another model's answers to the "
+                   "same items) item by item: FILE - FILE_A in points with its paired 95%% interval")
     p.set_defaults(func=run)
 
 
@@ -39,5 +43,18 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--image-size must be positive, got {args.image_size}")
     result = score_file(args.task, args.file, image_size=args.image_size, image_dir=args.image_dir,
                         skip_bad=args.skip_bad, synonyms=args.synonyms)
+    if args.against is not None:
+        from kdlib.evaluate.paired import compare_files  # scipy loads only when asked
+
+        paired = compare_files(args.task, args.against, args.file)
+        result["paired"] = {"against": str(args.against), **asdict(paired), "verdict": paired.verdict}
     print(json.dumps(rounded(result)) if args.json else format_table(args.task, result))
+    if args.against is not None and not args.json:
+        print(f"\n{args.file} - {args.against}: {paired.diff:+.2f} +- {paired.half_width:.2f} points "
+              f"(paired 95% interval over {paired.n} items; right only in {args.file.name}: {paired.only_b}, "
+              f"only in {args.against.name}: {paired.only_a}): {_verdict(paired.verdict, args)}")
     return 0
+
+
+def _verdict(verdict: str, args: argparse.Namespace) -> str:
+    return {"B above A": f"{args.file.name} above", "B below A": f"{args.file.name} below"}.get(verdict, verdict)
