@@ -23,6 +23,11 @@ student above the SFT student, below the teacher); it is tested on paired differ
 ``d_i = x_i(student_kd) - x_i(student_sft)`` with the same interval: the ordering *holds* when the
 interval of ``d`` lies above 0, is *reversed* when it lies below 0, and is *undecided* otherwise;
 when both models score 0 on every seed it is *at floor, untestable here* (no difference can show).
+
+:func:`item_table` gives the other half of the uncertainty: per seed, the same difference paired over
+the test items (:mod:`kdlib.evaluate.paired`), for the tasks scored as a mean of per-item 0/1 scores.
+It holds that seed's two models fixed, so it says whether *those two models* differ on this test
+split; only the seeds' interval speaks for the recipe.
 """
 
 from __future__ import annotations
@@ -35,8 +40,10 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 from scipy import stats
 
+from kdlib.evaluate.paired import PAIRED_TASKS, compare_files
 from kdlib.evaluate.report import HEADLINE, HEADLINE_COLUMNS, MODEL_LABELS, paper_number
 from kdlib.evaluate.runner import MODELS, evaluate_study
+from kdlib.evaluate.tasks import eval_task
 from kdlib.run import RunContext
 
 Results = dict[str, dict[str, dict[str, Any]]]  # {model: {task: result}}
@@ -192,6 +199,41 @@ def claim_sentence(table: pd.DataFrame) -> str:
     if support or contradict:
         return said + f": these runs {'support' if support else 'contradict'} the paper where it is decided."
     return said + ": these runs neither confirm nor refute the paper; the differences are within seed noise."
+
+
+ITEM_VERDICTS = {"B above A": "above", "B below A": "below", "undecided": "undecided",
+                 "same on every item": "same on every item"}
+
+
+def item_table(ctx: RunContext, seeds: Sequence[int], tasks: Sequence[str], better: str = "student_kd",
+               worse: str = "student_sft") -> pd.DataFrame:
+    """Per seed and task scored item by item: ``better - worse`` paired over the test items (points),
+    its 95% half-width, the items only one of the two gets right, and the verdict for ``better``
+    (above, below, undecided, or the same on every item)."""
+    rows = []
+    for seed in seeds:
+        home = ctx.for_seed(seed)
+        for task in (t for t in tasks if eval_task(t).score_task in PAIRED_TASKS):
+            paired = compare_files(eval_task(task).score_task, home.answers_file(worse, task),
+                                   home.answers_file(better, task))
+            rows.append({"seed": seed, "task": task, "difference": paired.diff, "± 95% CI": paired.half_width,
+                         "items": paired.n, f"only {worse} right": paired.only_a, f"only {better} right": paired.only_b,
+                         "verdict": ITEM_VERDICTS[paired.verdict]})
+    return pd.DataFrame(rows).set_index(["task", "seed"]).sort_index().round(2)
+
+
+def item_sentence(table: pd.DataFrame, better: str = "student_kd", worse: str = "student_sft") -> str:
+    """How many (task, seed) pairs of :func:`item_table` go each way, and the range of half-widths."""
+    counts = table["verdict"].value_counts()
+    words = {"above": f"above {_THE[worse]} on {{}}", "below": "below on {}", "undecided": "undecided on {}",
+             "same on every item": "right on exactly the same items on {}"}
+    said = ", ".join(words[v].format(counts[v]) for v in words if v in counts)
+    return (f"Over the test items of each seed, of the {len(table)} (task, seed) pairs {_THE[better]} is {said}; "
+            f"the item intervals' half-widths run from {table['± 95% CI'].min():.2f} to "
+            f"{table['± 95% CI'].max():.2f} points")
+
+
+_THE = {"student_kd": "the distilled student", "student_sft": "the SFT student", "teacher": "the teacher"}
 
 
 def _paired_rows(path: Path, tasks: Sequence[str]) -> dict[str, dict[str, Any]]:

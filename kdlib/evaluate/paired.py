@@ -42,7 +42,10 @@ class PairedDifference:
 
     @property
     def verdict(self) -> str:
-        """``"B above A"``, ``"B below A"`` or ``"undecided"`` (the interval contains 0)."""
+        """``"B above A"``, ``"B below A"``, ``"undecided"`` (the interval contains 0) or ``"same on every
+        item"`` (no item separates them: nothing to decide)."""
+        if self.only_a == self.only_b == 0:
+            return "same on every item"
         if self.diff - self.half_width > 0:
             return "B above A"
         if self.diff + self.half_width < 0:

@@ -153,3 +153,32 @@ def test_seed_noise_sentence_names_a_task_at_floor(tmp_path):
     said = seed_noise_sentence(ctx, ["scene_aid"])
     assert "AID OA not measurable (every model scores 0 on every seed: at floor, untestable here)" in said
     assert "every seed scored the same" not in said
+
+
+def test_item_table_pairs_each_seeds_answers_over_the_test_items(tmp_path):
+    """Per seed, distilled minus SFT over the items equals the OA difference of the two answer files; the
+    VQA and scene tasks are paired, the others left out; the sentence counts the verdicts."""
+    import json
+
+    from kdlib.chapters.seeds import item_sentence, item_table
+    from kdlib.evaluate.score import score_file
+
+    ctx = RunContext(get_profile("tiny"), tmp_path / "data", tmp_path / "out", 0, torch.device("cpu"), False)
+    right = {("student_sft", 0): 10, ("student_kd", 0): 40, ("student_sft", 1): 20, ("student_kd", 1): 21}
+    for (model, seed), n_right in right.items():
+        path = ctx.for_seed(seed).answers_file(model, "scene_aid")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = [{"question_id": f"c{i % 4}/{i}.jpg", "ground_truth": f"c{i % 4}",
+                 "answer": f"c{i % 4}" if i < n_right else "x"} for i in range(60)]
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = item_table(ctx, [0, 1], ["scene_aid", "referring"])
+    assert list(table.index) == [("scene_aid", 0), ("scene_aid", 1)]
+    for seed in (0, 1):
+        files = [ctx.for_seed(seed).answers_file(m, "scene_aid") for m in ("student_sft", "student_kd")]
+        expected = score_file("classification", files[1])["OA"] - score_file("classification", files[0])["OA"]
+        assert table.loc[("scene_aid", seed), "difference"] == pytest.approx(expected, abs=0.01)
+    assert list(table["verdict"]) == ["above", "undecided"]
+    assert list(table["only student_sft right"]) == [0, 0] and list(table["only student_kd right"]) == [30, 1]
+    assert item_sentence(table).startswith("Over the test items of each seed, of the 2 (task, seed) pairs the "
+                                           "distilled student is above the SFT student on 1, undecided on 1; the "
+                                           "item intervals' half-widths run from ")

@@ -56,6 +56,8 @@ def test_verdicts_follow_the_interval():
     assert paired_difference(better, same).verdict == "B above A"
     assert paired_difference(same, better).verdict == "B below A"
     assert paired_difference(same, {**same, 0: 0}).verdict == "undecided"
+    assert paired_difference(same, dict(same)).verdict == "same on every item"
+    assert paired_difference({i: 0 for i in range(9)}, {i: 0 for i in range(9)}).half_width == 0
 
 
 def test_files_that_cannot_be_paired_are_refused_in_one_line(write_jsonl):
