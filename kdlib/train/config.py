@@ -179,9 +179,11 @@ class TrainConfig:
                    grad_clip=t.grad_clip, max_length=profile.data.max_length, seed=seed,
                    checkpoint_every=t.checkpoint_every, snapshot_every=t.snapshot_every, dtype=profile.dtype, progress=progress, ablate=ablated,
                    max_new_tokens=t.max_new_tokens, minillm=minillm, val_every=t.val_every if method in ("sft", "guided_sft") else 0, val_size=t.val_size,
-                   grad_norm_every=0 if method == "sft" else t.grad_norm_every, align_coef=t.align_coef,
-                   single_coef=t.single_coef, long_coef=t.long_coef, lm_coef=t.lm_coef,
+                   grad_norm_every=0 if method == "sft" else t.grad_norm_every,
                    guided_kd_ratio=t.guided_kd_ratio)
+        if method == "paper":  # the term weights belong to the paper objective only (no other run changes with them)
+            base = dataclasses.replace(base, align_coef=t.align_coef, single_coef=t.single_coef,
+                                       long_coef=t.long_coef, lm_coef=t.lm_coef)
         return dataclasses.replace(base, **changes) if changes else base
 
     @property

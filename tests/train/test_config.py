@@ -159,3 +159,15 @@ def test_micro_batching_comes_from_the_profile_and_keeps_saved_runs_valid(overri
     assert changed_fields(run_record(TrainConfig.from_profile(plain, "sft"), plain), cfg, profile) == []
     with pytest.raises(ValueError, match="micro_batch_size"):
         get_profile("tiny", {**overrides, "train.micro_batch_size": 5})
+
+
+@pytest.mark.parametrize("term", ["align", "single", "long", "lm"])
+def test_a_term_weight_changes_the_paper_runs_only(term):
+    """Reweighting the paper objective leaves the configuration (and so the reuse) of every other run alone."""
+    weighted = get_profile("tiny", {f"train.{term}_coef": 0.25})
+    assert getattr(TrainConfig.from_profile(weighted, "paper"), f"{term}_coef") == 0.25
+    assert getattr(TrainConfig.from_profile(weighted, "paper", ("lm",) if term != "lm" else ()), f"{term}_coef") == 0.25
+    for method in METHODS:
+        if method != "paper":
+            for role in ("teacher", "student") if method in ("sft", "projector") else ("student",):
+                assert TrainConfig.from_profile(weighted, method, role=role) == TrainConfig.from_profile(TINY, method, role=role)
