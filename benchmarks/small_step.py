@@ -11,7 +11,8 @@ Cases, all optimiser steps of the ``small`` teacher's SFT (SmolLM2-135M-Instruct
   :func:`kdlib.models.apply_lora`);
 * ``bf16``: the baseline under CPU bf16 autocast, run only where :func:`kdlib.train.harness.cpu_has_bf16`
   (elsewhere oneDNN emulates bf16 and is slower: the row says so);
-* ``paper``: a distillation step of the student (teacher-mixed rollouts, teacher forwards, four terms).
+* ``paper``: a distillation step of the student (teacher-mixed rollouts, teacher forwards, four terms);
+* ``paper_bf16``: the same under CPU bf16 autocast (same rule as ``bf16``).
 
 The vision tower is frozen, so its features are computed once before any case (the feature cache
 of the real runs). Every case starts from the same weights in this one process; the first step
@@ -57,7 +58,7 @@ from kdlib.train.methods import build_objective
 from kdlib.train.metrics_log import read_metrics
 from kdlib.train.study import build_models
 
-CASES = ("float32", "grouped", "projector", "lora64", "bf16", "paper")
+CASES = ("float32", "grouped", "projector", "lora64", "bf16", "paper", "paper_bf16")
 BATCH = 8
 
 
@@ -115,9 +116,9 @@ class Bench:
         with tempfile.TemporaryDirectory() as tmp:
             return read_metrics(run_task(task, cfg, self.profile, Path(tmp), accelerator, resume=False))
 
-    def paper(self) -> list[dict[str, Any]]:
+    def paper(self, **changes: Any) -> list[dict[str, Any]]:
         """Steps of the paper method's distillation of the student (full fine-tuning, as ``small``)."""
-        cfg = self.config("paper", self.args.paper_steps)
+        cfg = self.config("paper", self.args.paper_steps, **changes)
         pt = pretrain_texts(self.profile, self.args.data_root or None, max_texts=len(self.study.train))
         with tempfile.TemporaryDirectory() as tmp:
             result = distill(copy.deepcopy(self.pair.student), copy.deepcopy(self.pair.teacher), self.pair.tokenizer,
@@ -126,12 +127,13 @@ class Bench:
 
     def case(self, name: str) -> dict[str, Any]:
         """One case: its timed steps summarised, or why it was skipped."""
-        if name == "bf16" and not cpu_has_bf16():
+        if name in ("bf16", "paper_bf16") and not cpu_has_bf16():
             return {"skipped": "this CPU has no bf16 instructions (AVX512-BF16 / AMX): oneDNN would emulate them"}
         runs = {"float32": lambda: self.sft(full), "grouped": lambda: self.sft(full, group_by_length=True,
                                                                                 micro_batch_size=self.args.micro),
                 "projector": lambda: self.sft(projector_only), "lora64": lambda: self.sft(lora64),
-                "bf16": lambda: self.sft(full, dtype="bfloat16"), "paper": self.paper}
+                "bf16": lambda: self.sft(full, dtype="bfloat16"), "paper": self.paper,
+                "paper_bf16": lambda: self.paper(dtype="bfloat16")}
         AcceleratorState._reset_state(reset_partial_state=True)  # each case picks its own precision
         Path("/proc/self/clear_refs").write_text("5")  # restart the resident-memory high-water mark
         timed = runs[name]()[1:]
@@ -143,7 +145,8 @@ class Bench:
 
 LABELS = {"float32": "SFT float32, full, padded batches (baseline)", "grouped": "+ length grouping (micro {micro})",
           "projector": "+ frozen LLM, projector only", "lora64": "+ LoRA r 64 (projector trained)",
-          "bf16": "+ bf16 autocast", "paper": "distillation step (paper), student"}
+          "bf16": "+ bf16 autocast", "paper": "distillation step (paper), student",
+          "paper_bf16": "distillation step (paper), bf16 autocast"}
 
 
 def table(results: dict[str, dict[str, Any]], micro: int) -> str:
