@@ -47,3 +47,17 @@ def test_no_control_characters_in_chapter_text():
             if cell["cell_type"] == "markdown" and bad.search("".join(cell["source"])):
                 found.append(f"{nb.name} cell {i}")
     assert not found, f"control characters in the text of: {found}"
+
+
+def test_every_code_cell_folds_or_removes_its_code():
+    """A chapter reads as text and results: each code cell hides its input (``hide-input``), removes it
+    (``remove-input``, e.g. glue-only cells) or is removed (``remove-cell``); none shows code by default."""
+    import json
+
+    from kdlib.paths import REPO_ROOT
+
+    folding = {"hide-input", "remove-input", "remove-cell", "hide-cell"}
+    shown = [f"{nb.name} cell {i}" for nb in sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
+             for i, cell in enumerate(json.loads(nb.read_text())["cells"])
+             if cell["cell_type"] == "code" and not folding & set(cell["metadata"].get("tags", []))]
+    assert not shown, f"code cells shown unfolded: {shown}"
