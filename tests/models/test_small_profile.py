@@ -5,13 +5,11 @@ copies are built by ``python ../shared/tools/offline-models.py ROOT`` (then KDLI
 """
 
 import copy
-import dataclasses
 
 import huggingface_hub
 import numpy as np
 import pytest
 import torch
-from accelerate.state import AcceleratorState
 from PIL import Image
 
 from kdlib.data.records import Record
@@ -115,35 +113,17 @@ def test_one_distillation_step_trains_the_student_and_not_the_teacher(small_pair
 
 
 @pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no bf16 instructions, so kdlib trains float32 on it")
-def test_bf16_and_float32_sft_steps_agree_on_the_real_teacher(small_pair, tmp_path):
-    """The small profile trains under CPU bf16 autocast: one SFT step of the pretrained teacher agrees with
-    float32 within the tolerance stated in tests/train/test_batches.py (loss 1 %, gradient cosine 0.99)."""
+def test_bf16_and_float32_sft_steps_agree_on_the_real_teacher(small_pair, tmp_path, bf16_agrees_with_float32):
+    """``small`` trains under CPU bf16 autocast: one SFT step of the pretrained teacher agrees with float32
+    (measured: loss 9.275 vs 9.252, gradient cosine 0.9992, norm ratio 1.0025)."""
     profile = get_profile("small", STEP)
     assert profile.dtype == "bfloat16"
     teacher = copy.deepcopy(small_pair.teacher).eval()
     cfg = TrainConfig.from_profile(profile, "sft", role="teacher", progress=False)
     collate = train_collator(teacher, small_pair.tokenizer, small_pair.image_processor, cfg)
     records = _records(tmp_path)
-    objective = build_objective(teacher, None, cfg)
-    steps = {}
-    try:
-        for dtype in ("float32", "bfloat16"):
-            AcceleratorState._reset_state(reset_partial_state=True)
-            accelerator = make_accelerator(dataclasses.replace(cfg, dtype=dtype), "cpu")
-            (micro,) = ground_truth_micro_batches(records, collate, len(records), 0, accelerator, False)
-            objective.zero_grad()
-            with accelerator.autocast():
-                loss = objective(micro)["loss"]
-            loss.backward()
-            steps[dtype] = loss.detach(), torch.cat([p.grad.flatten() for p in objective.parameters()
-                                                      if p.grad is not None])
-    finally:
-        AcceleratorState._reset_state(reset_partial_state=True)
-    (loss32, g32), (loss16, g16) = steps["float32"], steps["bfloat16"]
-    torch.testing.assert_close(loss16, loss32, rtol=1e-2, atol=0)
-    assert torch.nn.functional.cosine_similarity(g16.double(), g32.double(), dim=0) >= 0.99
-    assert abs(g16.double().norm() / g32.double().norm() - 1) <= 0.05
-    assert (g16 - g32).norm() / g32.norm() > 1e-5  # autocast was on
+    micros = ground_truth_micro_batches(records, collate, len(records), 0, make_accelerator(cfg, "cpu"), False)
+    bf16_agrees_with_float32(build_objective(teacher, None, cfg), micros, cfg)
 
 
 def test_without_the_models_small_says_which_is_missing_and_how_to_get_it(monkeypatch, tmp_path):
