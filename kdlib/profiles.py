@@ -292,7 +292,8 @@ def _small() -> Profile:
         # 1.74x the tokens per CPU-second of a float32 SFT step and 1.52x of a distillation step. A CPU without
         # bf16 instructions trains in float32 (train.harness.make_accelerator); --set dtype=float32 asks for it.
         dtype="bfloat16",
-        budget="hours on a 2-core CPU (one teacher with stage 1: about 2.8 h; then each seed's students), minutes on a GPU",
+        budget="hours on a 2-core CPU (one teacher with stage 1: about 1.5 h in bf16; then each seed's students), "
+               "minutes on a GPU",
     )
 
 
