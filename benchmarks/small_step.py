@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 
 from kdlib.data.pretrain import pretrain_texts
@@ -134,7 +133,6 @@ class Bench:
                 "projector": lambda: self.sft(projector_only), "lora64": lambda: self.sft(lora64),
                 "bf16": lambda: self.sft(full, dtype="bfloat16"), "paper": self.paper,
                 "paper_bf16": lambda: self.paper(dtype="bfloat16")}
-        AcceleratorState._reset_state(reset_partial_state=True)  # each case picks its own precision
         Path("/proc/self/clear_refs").write_text("5")  # restart the resident-memory high-water mark
         timed = runs[name]()[1:]
         return {"tokens_per_cpu_s": statistics.median(r["tokens"] / r["cpu_s"] for r in timed),

@@ -50,8 +50,6 @@ def bf16_agrees_with_float32():
     """
     import dataclasses
 
-    from accelerate.state import AcceleratorState
-
     from kdlib.train.harness import make_accelerator
 
     def step(objective, micros):
@@ -62,15 +60,11 @@ def bf16_agrees_with_float32():
 
     def check(objective, micros, cfg) -> None:
         steps = {}
-        try:
-            for dtype in ("float32", "bfloat16"):
-                AcceleratorState._reset_state(reset_partial_state=True)
-                accelerator = make_accelerator(dataclasses.replace(cfg, dtype=dtype), "cpu")
-                assert accelerator.mixed_precision == ("bf16" if dtype == "bfloat16" else "no")
-                with accelerator.autocast():
-                    steps[dtype] = step(objective, micros)
-        finally:
-            AcceleratorState._reset_state(reset_partial_state=True)
+        for dtype in ("float32", "bfloat16"):
+            accelerator = make_accelerator(dataclasses.replace(cfg, dtype=dtype), "cpu")
+            assert accelerator.mixed_precision == ("bf16" if dtype == "bfloat16" else "no")
+            with accelerator.autocast():
+                steps[dtype] = step(objective, micros)
         (loss32, g32), (loss16, g16) = steps["float32"], steps["bfloat16"]
         assert loss16.dtype == torch.float32
         torch.testing.assert_close(loss16, loss32, rtol=1e-2, atol=0)

@@ -20,6 +20,7 @@ from typing import Any, Iterator, Sequence
 
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate.state import AcceleratorState
 from torch import nn
 
 from kdlib.data.collate import Collator
@@ -65,7 +66,21 @@ def make_accelerator(cfg: TrainConfig, device: str | torch.device | None = None)
         warnings.warn("dtype bfloat16 on a CPU without bf16 instructions: training in float32 (emulated bf16 is slower)")
         precision = "no"
     ddp = DistributedDataParallelKwargs(find_unused_parameters=cfg.method == "paper")
+    _release_other_precision(precision)
     return Accelerator(cpu=cpu, mixed_precision=precision, kwargs_handlers=[ddp])
+
+
+def _release_other_precision(precision: str) -> None:
+    """Let this process's next run use ``precision`` ("no" or "bf16").
+
+    accelerate keeps one ``AcceleratorState`` per process and refuses an ``Accelerator`` with another
+    mixed precision ("restart your runtime"). A notebook, the book's chapters and the tests run
+    several runs one after another in one process, and a ``tiny`` (float32) run may precede a ``small``
+    (bf16) one, so the finished runs' state is dropped when the precision changes. The process group
+    (``PartialState``) stays, so this holds under ``accelerate launch`` too.
+    """
+    if AcceleratorState._shared_state.get("_mixed_precision", precision) != precision:
+        AcceleratorState._reset_state()
 
 
 def write_config(run_dir: Path, cfg: TrainConfig, profile: Profile, accelerator: Accelerator) -> None:

@@ -15,6 +15,7 @@ from PIL import Image
 from kdlib.data.records import Record
 from kdlib.data.study import Study
 from kdlib.models import MissingModelError, build_pair, check_same_vocab, num_image_tokens
+from kdlib.models.io import freeze_vision_tower
 from kdlib.models.pooling import inner_tower, projector_inputs
 from kdlib.paths import model_root
 from kdlib.profiles import get_profile
@@ -118,7 +119,8 @@ def test_bf16_and_float32_sft_steps_agree_on_the_real_teacher(small_pair, tmp_pa
     (measured: loss 9.275 vs 9.252, gradient cosine 0.9992, norm ratio 1.0025)."""
     profile = get_profile("small", STEP)
     assert profile.dtype == "bfloat16"
-    teacher = copy.deepcopy(small_pair.teacher).eval()
+    teacher = copy.deepcopy(small_pair.teacher).eval().requires_grad_(True)  # the distillation test froze it
+    freeze_vision_tower(teacher)  # trainable as the study's teacher SFT: LLM and projector
     cfg = TrainConfig.from_profile(profile, "sft", role="teacher", progress=False)
     collate = train_collator(teacher, small_pair.tokenizer, small_pair.image_processor, cfg)
     records = _records(tmp_path)

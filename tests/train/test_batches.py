@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import pytest
 import torch
 
 from kdlib.models import load_mllm
+from kdlib.profiles import get_profile
 from kdlib.train.batches import (BatchOrder, ground_truth_micro_batches, local_block, micro_slices, scored_tokens,
                                  step_generator)
 from kdlib.train.config import TrainConfig
@@ -93,3 +95,13 @@ def test_bf16_and_float32_steps_agree_within_tolerance(profile, study, start_mod
     collate = train_collator(start.model, start.tokenizer, start.image_processor, cfg)
     micros = ground_truth_micro_batches(study.train[:8], collate, 8, 0, make_accelerator(cfg, "cpu"), False)
     bf16_agrees_with_float32(build_objective(start.model, None, cfg).eval(), micros, cfg)
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no bf16 instructions, so every run here is float32")
+def test_runs_of_different_precisions_follow_each_other_in_one_process():
+    """A notebook trains a float32 (tiny) run and then a bf16 (small) one: accelerate's one state per
+    process would refuse the second ("restart your runtime"); make_accelerator releases it."""
+    cfg = TrainConfig.from_profile(get_profile("tiny"), "sft")
+    bf16 = dataclasses.replace(cfg, dtype="bfloat16")
+    got = [make_accelerator(c, "cpu").mixed_precision for c in (cfg, bf16, bf16, cfg)]
+    assert got == ["no", "bf16", "bf16", "no"]
