@@ -50,11 +50,15 @@ def run(args: argparse.Namespace) -> int:
         result["paired"] = {"against": str(args.against), **asdict(paired), "verdict": paired.verdict}
     print(json.dumps(rounded(result)) if args.json else format_table(args.task, result))
     if args.against is not None and not args.json:
+        b, a = _names(args.file, args.against)
+        verdict = {"B above A": f"{b} above", "B below A": f"{b} below"}.get(paired.verdict, paired.verdict)
         print(f"\n{args.file} - {args.against}: {paired.diff:+.2f} +- {paired.half_width:.2f} points "
-              f"(paired 95% interval over {paired.n} items; right only in {args.file.name}: {paired.only_b}, "
-              f"only in {args.against.name}: {paired.only_a}): {_verdict(paired.verdict, args)}")
+              f"(paired 95% interval over {paired.n} items; right only in {b}: {paired.only_b}, "
+              f"only in {a}: {paired.only_a}): {verdict}")
     return 0
 
 
-def _verdict(verdict: str, args: argparse.Namespace) -> str:
-    return {"B above A": f"{args.file.name} above", "B below A": f"{args.file.name} below"}.get(verdict, verdict)
+def _names(file: Path, against: Path) -> tuple[str, str]:
+    """How the sentence names the two files: their names, or the paths as given when the names are equal
+    (two models' answers to one task usually share the task's file name)."""
+    return (file.name, against.name) if file.name != against.name else (str(file), str(against))

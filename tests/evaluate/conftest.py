@@ -29,6 +29,7 @@ def write_jsonl(tmp_path: Path) -> Callable[[str, Sequence[object]], Path]:
 
     def write(name: str, rows: Sequence[object]) -> Path:
         path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         lines = [row if isinstance(row, str) else json.dumps(row) for row in rows]
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return path

@@ -93,3 +93,12 @@ def test_geochat_7b_against_llava_on_the_real_ucmerced_answers(data_root):
     assert paired.diff == pytest.approx(score_file("classification", geochat)["OA"]
                                         - score_file("classification", llava)["OA"])
     assert paired.verdict == "B above A"  # GeoChat's remote-sensing tuning shows at this test size
+
+
+def test_score_against_names_two_files_of_one_name_by_their_paths(write_jsonl, capsys):
+    a = write_jsonl("a/scene.jsonl", scene_rows(0, 0.2))
+    b = write_jsonl("b/scene.jsonl", scene_rows(1, 0.9))
+    assert main(["score", "classification", str(b), "--against", str(a)]) == 0
+    out = capsys.readouterr().out
+    assert f"right only in {b}: " in out and f"only in {a}: " in out and out.rstrip().endswith(f"{b} above")
+
