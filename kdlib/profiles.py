@@ -291,7 +291,8 @@ def _small() -> Profile:
         # float32 (the default). Measured on this project's 2-core CPU (AVX512-BF16): --set dtype=bfloat16 makes
         # an SFT step 1.74x and a distillation step 1.52x cheaper (benchmarks/small_step.py), but the teacher
         # then learns less per step (validation loss 0.900 against 0.810 after 750 steps), about the same per
-        # CPU-hour (0.900 at 1.97 CPU-h against 0.896 at 2.0): no gain at a fixed number of steps.
+        # CPU-hour (0.900 at 1.97 CPU-h against 0.896 at 2.0), and it answered far worse (UCMerced OA 10.0 against
+        # 44.8, paired -34.8 +- 7.0 points; results/small/teacher_bf16).
         budget="hours on a 2-core CPU (one teacher with stage 1: about 2.8 h; then each seed's students), minutes on a GPU",
     )
 
