@@ -17,6 +17,7 @@ no longer warns, once per notebook, that it runs over TCP without encryption.
 
 from __future__ import annotations
 
+import filecmp
 import logging
 import shutil
 import subprocess
@@ -143,7 +144,24 @@ def build_book(stage: Path) -> Path:
     if proc.returncode != 0:
         tail = "\n".join(log.read_text().splitlines()[-25:])
         raise UserError(f"the book build failed (exit {proc.returncode}); full log: {log}\n{tail}")
-    return stage / "_build" / "html"
+    html = stage / "_build" / "html"
+    refresh_static(stage / "_static", html / "_static")
+    return html
+
+
+def refresh_static(source: Path, built: Path) -> list[Path]:
+    """Copy every file of the book's ``_static`` whose built copy is missing or differs; returns them.
+
+    Sphinx copies static files only when some page is out of date, so rebuilding a book whose pages
+    did not change (a new ``kdlib.css`` alone) would keep the old copy in ``_build/html/_static``."""
+    copied = []
+    for src in sorted(p for p in source.rglob("*") if p.is_file()):
+        dst = built / src.relative_to(source)
+        if not dst.is_file() or not filecmp.cmp(src, dst, shallow=False):
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+            copied.append(dst)
+    return copied
 
 
 def reproduce(profile_name: str, overrides: dict, data_root: str | None, out: Path, seed: int, device: str,

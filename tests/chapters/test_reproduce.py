@@ -47,3 +47,38 @@ def test_execute_hides_the_parameters_and_the_kernel_does_not_warn(tmp_path, mon
     assert cells[-1].outputs[0]["text"].strip() == "small"
     assert "without encryption" not in capfd.readouterr().err
     assert not list(stage.rglob("*.running.ipynb"))
+
+
+def _minimal_book(stage) -> None:
+    (stage / "book").mkdir(parents=True)
+    (stage / "_static").mkdir()
+    (stage / "_config.yml").write_text('title: t\nexecute:\n  execute_notebooks: "off"\n'
+                                       "sphinx:\n  config:\n    html_static_path: [_static]\n"
+                                       "    html_css_files: [kdlib.css]\n")
+    (stage / "_toc.yml").write_text("format: jb-book\nroot: book/intro\n")
+    (stage / "book" / "intro.md").write_text("# A page\n\nSome text.\n")
+
+
+def test_rebuilding_a_book_with_unchanged_pages_serves_the_new_static_files(tmp_path):
+    _minimal_book(tmp_path)
+    css = tmp_path / "_static" / "kdlib.css"
+    css.write_text("p { color: red; }\n")
+    html = reproduce.build_book(tmp_path)
+    assert (html / "_static" / "kdlib.css").read_text() == css.read_text()
+    css.write_text("p { color: blue; }\n")  # no page changed: Sphinx alone keeps the red copy
+    html = reproduce.build_book(tmp_path)
+    assert (html / "_static" / "kdlib.css").read_text() == "p { color: blue; }\n"
+
+
+def test_refresh_static_copies_only_missing_or_changed_files(tmp_path):
+    source, built = tmp_path / "src", tmp_path / "built"
+    (source / "sub").mkdir(parents=True)
+    built.mkdir()
+    (source / "same.css").write_text("a")
+    (built / "same.css").write_text("a")
+    (source / "changed.css").write_text("new")
+    (built / "changed.css").write_text("old")
+    (source / "sub" / "missing.js").write_text("js")
+    copied = reproduce.refresh_static(source, built)
+    assert sorted(p.relative_to(built).as_posix() for p in copied) == ["changed.css", "sub/missing.js"]
+    assert (built / "changed.css").read_text() == "new" and (built / "sub" / "missing.js").read_text() == "js"
