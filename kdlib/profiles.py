@@ -99,7 +99,7 @@ class DataSpec:
     test_fraction: float = 0.2
     max_length: int = 128  # tokens per training sequence, image tokens excluded
     decode_images: bool = False  # decode every training image fully before a run's first step
-    test_all: bool = False  # test split: every test record of each dataset; train / val keep their subsets
+    test_all: bool = False  # test split: every record whose picture no train / val record shows; train / val keep their subsets
 
     def __post_init__(self) -> None:
         _check(min(self.per_class, self.vqa_per_type, self.captions) >= 0, "data sizes must be >= 0")

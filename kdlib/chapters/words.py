@@ -32,9 +32,10 @@ def split_size_clause(profile: Profile) -> str:
     """How ``profile`` sizes its test split: every test record (``data.test_all``) or the same subset
     proportions as train and val."""
     if profile.data.test_all:
-        return ("its test split holds every test record of each dataset (data.test_all), while train and "
-                "val keep the profile's subsets: answering costs little next to training, and every "
-                "interval narrows with the test size")
+        return ("its test split holds every record whose picture no training or validation record shows "
+                "(data.test_all: each dataset's test split, and the scene images beyond the profile's subsets), "
+                "while train and val keep the profile's subsets: answering costs little next to training, and "
+                "every interval narrows with the test size")
     return "its test split is subset like train and val, in the proportions of the split"
 
 

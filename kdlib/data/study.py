@@ -12,9 +12,11 @@ Subsets (:func:`kdlib.data.splits.select`, split proportions kept, ``0`` = all):
 ``per_class`` images per scene class, ``vqa_per_type`` questions per type and dataset (RSVQA,
 RSIVQA, and per DOTA task), ``captions`` UCM-captions images (class-balanced). RSIVQA questions
 with an empty object in the source ("how many  in the picture?") are left out. With
-``profile.data.test_all`` the test split keeps every test record of each dataset while train and
-val keep the records of their subsets (the same records as without it): the test split is as large
-as the data allows, and no training run changes.
+``profile.data.test_all`` the test split holds every record whose picture no train or val record
+shows (:func:`unseen_records`): each dataset's whole test split, and the records of its train and val
+splits that the subsets left out when no other task trains or validates on their picture (UCMerced
+and AID images beyond ``per_class``). Train and val keep the records of their subsets (the same
+records as without it): the test split is as large as the data allows, and no training run changes.
 
 Within each split records are mixed in seeded hash order. Image files are verified only for
 the records kept (``check_images``), which keeps ``tiny`` fast.
@@ -89,10 +91,12 @@ def split_datasets(data: DataSpec, root: Path, seed: int) -> dict[str, Splits]:
     }
 
 
-def _subset(name: str, splits: Splits, data: DataSpec, seed: int) -> Splits:
-    """The profile's subset of one dataset's splits, with the whole test split when ``data.test_all``."""
-    chosen = _select(name, splits, data, seed)
-    return {**chosen, "test": list(splits["test"])} if data.test_all else chosen
+def unseen_records(parts: dict[str, Splits], chosen: Splits) -> list[Record]:
+    """Every record of ``parts`` (all datasets, all splits) whose picture no ``chosen`` train or val
+    record shows: the test split of ``data.test_all``. It holds every test split whole (splits are
+    disjoint by picture) and the left-out train / val records of pictures that nothing trains on."""
+    shown = {r.image_key for name in ("train", "val") for r in chosen[name]}
+    return [r for splits in parts.values() for name in SPLITS for r in splits[name] if r.image_key not in shown]
 
 
 def _select(name: str, splits: Splits, data: DataSpec, seed: int) -> Splits:
@@ -118,7 +122,9 @@ def load_study(profile: Profile, data_root: Path | str | None = None, seed: int 
     """All tasks of the study for ``profile``: split, subset, mixed (module docstring)."""
     root = resolve_data_root(data_root)
     parts = split_datasets(profile.data, root, seed)
-    chosen = merge(*(_subset(name, splits, profile.data, seed) for name, splits in parts.items()))
+    chosen = merge(*(_select(name, splits, profile.data, seed) for name, splits in parts.items()))
+    if profile.data.test_all:
+        chosen["test"] = unseen_records(parts, chosen)
     _check_disjoint(chosen)
     if check_images:
         check_record_images([r for name in SPLITS for r in chosen[name]])

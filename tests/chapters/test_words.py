@@ -19,8 +19,8 @@ def test_trainable_clause_follows_the_profile() -> None:
 
 
 def test_split_size_clause_follows_the_profile() -> None:
-    assert "every test record" in split_size_clause(get_profile("small"))
-    assert "every test record" not in split_size_clause(get_profile("tiny"))
+    assert "every record whose picture no training or validation record shows" in split_size_clause(get_profile("small"))
+    assert "every record whose picture" not in split_size_clause(get_profile("tiny"))
 
 
 def test_start_sentence_states_each_start_and_ln_v_as_reference() -> None:

@@ -117,18 +117,24 @@ def test_study_uses_the_profile_sizes(tiny_study, data_root):
     assert all(official[r.image] == name for name in SPLITS for r in ucm[name])
 
 
-def test_test_all_keeps_every_test_record_and_the_training_subsets(tiny_study, data_root):
+def test_test_all_tests_every_unseen_picture_and_keeps_the_training_subsets(tiny_study, data_root):
     from kdlib.data.study import split_datasets
 
     profile = get_profile("tiny", {"data.test_all": "true"})
     whole = load_study(profile, data_root, seed=0, check_images=False)
     for name in ("train", "val"):
         assert [r.id for r in whole.split(name)] == [r.id for r in tiny_study.split(name)]
-    every_test = {r.id for splits in split_datasets(profile.data, data_root, 0).values() for r in splits["test"]}
-    assert {r.id for r in whole.test} == every_test
-    assert len(whole.test) > len(tiny_study.test)
+    parts = split_datasets(profile.data, data_root, 0)
     trained = {r.image_key for name in ("train", "val") for r in whole.split(name)}
+    unseen = {r.id for splits in parts.values() for name in SPLITS for r in splits[name] if r.image_key not in trained}
+    assert {r.id for r in whole.test} == unseen
+    assert {r.id for splits in parts.values() for r in splits["test"]} < unseen  # every test split, and more
     assert not trained & {r.image_key for r in whole.test}
+    # the scene images the subsets leave out of train and val are tested: more than the official 10 of 100
+    # UCMerced images per class, less the class's pictures that any task trains or validates on
+    ucmerced = Counter(r.answer for r in whole.test if r.dataset == "ucmerced")
+    shown = Counter(r.answer for name in SPLITS for r in parts["ucmerced"][name] if r.image_key in trained)
+    assert len(ucmerced) == 21 and all(10 < ucmerced[c] == 100 - shown[c] for c in ucmerced)
 
 
 def test_test_all_must_be_a_bool():
