@@ -22,9 +22,13 @@ reasoning of Python's ``timeit``).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
+import sys
+import tempfile
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from transformers import GenerationConfig
@@ -64,12 +68,37 @@ def best_ms(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: i
     return min(times)
 
 
+KINETO_NOTICE = "USDT:"
+"""How the lines start that torch 2.13's profiler back end (kineto) prints from C++ at every profile's start
+and stop (``USDT:<date> <pid> SyncActivityProfilerHandler.cpp:52] profiler_start``): notices, not errors."""
+
+
+@contextlib.contextmanager
+def native_stderr_without(prefix: str) -> Iterator[None]:
+    """Hold the process's native stderr (file descriptor 2, where C++ writes) for the block and write back
+    every line that does not start with ``prefix``: the notices go, any other message still shows."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = [line for line in held.read().splitlines(keepends=True) if not line.startswith(prefix.encode())]
+            if kept:
+                os.write(2, b"".join(kept))
+
+
 def cpu_allocation_peak(fn: Callable[[], Any]) -> int:
     """Bytes: the maximum, over ``fn()``, of CPU tensor memory allocated minus memory freed since its start."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with native_stderr_without(KINETO_NOTICE), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     events = [e for e in prof.profiler.kineto_results.events()
               if e.name() == "[memory]" and e.device_type() == DeviceType.CPU]

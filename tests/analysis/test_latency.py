@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from kdlib.analysis.latency import (LATENCY_KEYS, cpu_allocation_peak, latency_ratios, measure_latency,
-                                    weights_mb)
+                                    native_stderr_without, weights_mb)
 
 
 def test_cpu_allocation_peak_counts_live_tensors():
@@ -19,6 +19,19 @@ def test_cpu_allocation_peak_counts_live_tensors():
         del c
 
     assert cpu_allocation_peak(two_at_once) == 3 * mib
+
+
+def test_the_memory_profile_prints_no_profiler_notices(capfd):
+    cpu_allocation_peak(lambda: torch.ones(8) @ torch.ones(8))
+    assert "profiler_start" not in capfd.readouterr().err  # torch 2.13's kineto prints USDT lines from C++
+
+
+def test_native_stderr_without_keeps_every_other_line(capfd):
+    import os
+
+    with native_stderr_without("USDT:"):
+        os.write(2, b"USDT: a notice\nan error that matters\n")
+    assert capfd.readouterr().err == "an error that matters\n"
 
 
 def test_measure_latency_keys_and_values(student, teacher, records):
